@@ -6,7 +6,7 @@ Importing the package touches no network and loads no dataset.
 
 __version__ = "0.1.0"
 
-from . import data, models, plotting, training  # noqa: E402
+from . import data, distill, ensemble, models, plotting, training  # noqa: E402
 from .data import class_forget_split, load_dataset, random_forget_split  # noqa: E402
 from .models import build_model  # noqa: E402
 from .training import evaluate, fit, get_device, predict_proba, seed_everything  # noqa: E402
@@ -14,6 +14,8 @@ from .training import evaluate, fit, get_device, predict_proba, seed_everything 
 __all__ = [
     "__version__",
     "data",
+    "distill",
+    "ensemble",
     "models",
     "plotting",
     "training",
