@@ -42,7 +42,7 @@ test: venv
 	echo "make test: all checks passed in $$(( $$(date +%s) - start )) s"
 
 unit: venv
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
 nbval: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
@@ -51,7 +51,7 @@ nbval: venv
 site: venv
 	rm -rf _build/html
 	$(BIN)/jupyter-book build . -W -n --keep-going
-	$(BIN)/python -m pytest -q tests/site
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/site
 
 lab: venv
 	$(BIN)/jupyter lab --notebook-dir=.
