@@ -21,6 +21,7 @@ code (:func:`zrf_score_legacy`); the activation distance (:func:`activation_dist
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -45,6 +46,12 @@ __all__ = [
     "METRICS",
     "Comparison",
     "compare",
+    "AIN_TOLERANCE_MODES",
+    "relearn_target",
+    "RelearnResult",
+    "relearn_steps",
+    "AnamnesisIndex",
+    "anamnesis_index",
 ]
 
 
@@ -455,3 +462,231 @@ def compare(results: Mapping[str, Mapping[str, float]], *, reference: str = "Ret
                                 f"{reference}'s {float(ref[k]):{spec.fmt}} (gap {gap:+{spec.fmt}})")
     return Comparison(reference=reference, columns=columns, rows=rows, gaps=gaps, warnings=warnings,
                       show_gaps=show_gaps)
+
+
+# ------------------------------------------------------------------- anamnesis index
+
+
+AIN_TOLERANCE_MODES = ("relative", "absolute")
+
+
+def relearn_target(original_accuracy: float, alpha: float = 0.05, mode: str = "relative") -> float:
+    """The forget-class accuracy a relearning model must reach to count as "relearned".
+
+    ``mode='relative'`` (the zero-shot authors' code, the default): within a *fraction*
+    ``alpha`` of the original model's accuracy, target $= (1-\\alpha)\\,a_o$.
+    ``mode='absolute'``: within ``alpha`` *accuracy points* (as a fraction),
+    target $= a_o - \\alpha$. For $a_o$ near 1 the two nearly coincide (0.95 vs 0.95 at
+    $a_o = 1$; 0.9025 vs 0.90 at $a_o = 0.95$). Introduced in {ref}`chap-zero-shot`.
+    """
+    if mode not in AIN_TOLERANCE_MODES:
+        raise ValueError(f"mode must be 'relative' ((1 - alpha) * acc) or 'absolute' (acc - alpha), got {mode!r}")
+    if not 0.0 <= float(alpha) < 1.0:
+        raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
+    if not 0.0 <= float(original_accuracy) <= 1.0:
+        raise ValueError(f"original_accuracy must be a fraction in [0, 1], got {original_accuracy}")
+    if mode == "relative":
+        return (1.0 - float(alpha)) * float(original_accuracy)
+    return float(original_accuracy) - float(alpha)
+
+
+@dataclass(frozen=True)
+class RelearnResult:
+    """How fast a model relearned: ``steps`` until the target was reached (0 if it already
+    met it before any step; ``None`` if it did not within ``max_steps``), the ``target``, and
+    ``accuracies``, the validation accuracy before the first step and after every step
+    taken. Introduced in {ref}`chap-zero-shot`."""
+
+    steps: int | None
+    target: float
+    max_steps: int
+    accuracies: tuple[float, ...]
+
+    @property
+    def relearned(self) -> bool:
+        return self.steps is not None
+
+    def __str__(self) -> str:
+        if self.steps is None:
+            return f"not within {self.max_steps} steps"
+        return f"{self.steps} step{'s' if self.steps != 1 else ''}"
+
+
+def _labelled(data, name):
+    if isinstance(data, LabelledData):
+        x, y = data.x, data.y
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+    else:
+        raise ValueError(f"{name} must be a LabelledData or an (x, y) pair of tensors, got {type(data).__name__}")
+    if len(y) == 0:
+        raise ValueError(f"{name} is empty")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{name}: x has {x.shape[0]} samples but y has {y.shape[0]} labels")
+    return x, y
+
+
+def relearn_steps(model: nn.Module, relearn_data, val_data, target: float, *, lr: float = 1e-3,
+                  batch_size: int = 256, max_steps: int = 100, seed: int = 0, device=None) -> RelearnResult:
+    """Count the mini-batch steps a copy of ``model`` needs to relearn a class.
+
+    A copy of ``model`` (the model itself is not changed) is fine-tuned with cross-entropy
+    and Adam (``lr``) on ``relearn_data``, reshuffled every epoch with a generator seeded by
+    ``seed`` (so two models given the same seed see the same batches), in mini-batches of
+    ``batch_size``. Before the first step and after every step its accuracy on
+    ``val_data`` is measured in evaluation mode; counting stops as soon as it is at least
+    ``target``. Returns a :class:`RelearnResult` (``steps=None`` when ``max_steps`` were not
+    enough). Introduced in {ref}`chap-zero-shot`.
+    """
+    _check_model(model)
+    x, y = _labelled(relearn_data, "relearn_data")
+    xv, yv = _labelled(val_data, "val_data")
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not float(lr) > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    from .training import get_device
+
+    dev = get_device(device) if device is not None else _device_of(model)
+    work = copy.deepcopy(model).to(dev)
+    x, y, xv, yv = x.to(dev), y.to(dev), xv.to(dev), yv.to(dev)
+    opt = torch.optim.Adam(work.parameters(), lr=float(lr))
+    gen = torch.Generator().manual_seed(int(seed))
+
+    @torch.no_grad()
+    def accuracy() -> float:
+        work.eval()
+        correct = sum(int((work(xv[i:i + 1024]).argmax(dim=1) == yv[i:i + 1024]).sum())
+                      for i in range(0, len(yv), 1024))
+        return correct / len(yv)
+
+    accuracies = [accuracy()]
+    if accuracies[0] >= target:
+        return RelearnResult(0, float(target), max_steps, tuple(accuracies))
+    step, n = 0, len(y)
+    while step < max_steps:
+        order = torch.randperm(n, generator=gen).to(dev)
+        for first in range(0, n, batch_size):
+            batch = order[first:first + batch_size]
+            work.train()
+            loss = F.cross_entropy(work(x[batch]), y[batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            # the protocol stops at the first step that reaches the target, so the
+            # accuracy has to be read (a device sync) after every step
+            accuracies.append(accuracy())
+            if accuracies[-1] >= target:
+                return RelearnResult(step, float(target), max_steps, tuple(accuracies))
+            if step >= max_steps:
+                break
+    return RelearnResult(None, float(target), max_steps, tuple(accuracies))
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class AnamnesisIndex:
+    """The anamnesis index of one unlearned model and how it was obtained.
+
+    ``value`` is $r_u / r_s$ when both models relearned within the budget and the retrained
+    model needed at least one step. Otherwise it is not a normal number, and ``status`` says
+    why: ``'unlearned never relearned'`` (``value = inf``; the true index is at least
+    ``lower_bound`` = max_steps / $r_s$), ``'retrained never relearned'`` (``nan``: the
+    budget is too small to measure anything), ``'retrained at target without relearning'``
+    (``nan``: the gold model already reaches the target, so the ratio is undefined).
+    ``str()`` prints the value or, in those cases, the reason instead of a number.
+    Introduced in {ref}`chap-zero-shot`.
+    """
+
+    value: float
+    status: str
+    unlearned: RelearnResult
+    retrained: RelearnResult
+    original_accuracy: float
+    target: float
+    alpha: float
+    mode: str
+
+    @property
+    def defined(self) -> bool:
+        """True when ``value`` is an ordinary finite ratio."""
+        return self.status == "ok"
+
+    @property
+    def lower_bound(self) -> float | None:
+        """For a model that never relearned: the index is at least this (budget / $r_s$)."""
+        if self.status == "unlearned never relearned" and self.retrained.steps:
+            return self.unlearned.max_steps / self.retrained.steps
+        return None
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __format__(self, spec: str) -> str:
+        if self.defined:
+            return format(self.value, spec or ".2f")
+        if self.lower_bound is not None:
+            return f">{self.lower_bound:{spec or '.2f'}} (never)"
+        return "n/a"
+
+    def __str__(self) -> str:
+        detail = f"unlearned: {self.unlearned}, retrained: {self.retrained}; target {self.target:.3f}"
+        if self.defined:
+            return f"AIN = {self.value:.2f} ({detail})"
+        if self.lower_bound is not None:
+            return (f"AIN > {self.lower_bound:.2f}: the unlearned model did not relearn within "
+                    f"{self.unlearned.max_steps} steps ({detail})")
+        return f"AIN undefined: {self.status} ({detail})"
+
+
+def anamnesis_index(unlearned: nn.Module, retrained: nn.Module, original: nn.Module, relearn_data,
+                    forget_val, *, alpha: float = 0.05, mode: str = "relative", lr: float = 1e-3,
+                    batch_size: int = 256, max_steps: int = 100, seed: int = 0,
+                    device=None) -> AnamnesisIndex:
+    """Anamnesis index (AIN) of Chundawat et al. (2023): how fast an unlearned model
+    relearns the forgotten classes, relative to a model that never saw them.
+
+    $$\\mathrm{AIN} = \\frac{r_t(M_u, M_o, \\alpha)}{r_t(M_s, M_o, \\alpha)}$$
+
+    $r_t(M, M_o, \\alpha)$ is the number of fine-tuning steps (:func:`relearn_steps`: Adam,
+    ``lr`` = 1e-3, batches of ``batch_size`` = 256 from ``relearn_data``, at most
+    ``max_steps``) after which model $M$'s accuracy on ``forget_val`` reaches
+    :func:`relearn_target` of the ``original`` model's accuracy $a_o$ there: by default
+    ``mode='relative'``, $(1-\\alpha)\\,a_o$ with ``alpha`` = 0.05, as in the authors' code
+    (``mode='absolute'``: $a_o - \\alpha$). $M_u$ is ``unlearned``, $M_s$ ``retrained`` (the
+    gold model trained without the forget classes); both relearn from the same batches
+    (same ``seed``). The course's protocol: ``relearn_data`` = the forget classes'
+    training samples, ``forget_val`` = their test samples.
+
+    Reading it: about 1 is ideal (relearns like a model that never saw the class); well
+    below 1 means information was left behind (relearns too fast); above 1 means the model
+    is harder to teach than the gold model (over-damaged). When the unlearned model does
+    not relearn within ``max_steps`` the result says so (``value = inf``, ``str()`` prints
+    "AIN > ...") instead of a normal-looking number. Returns an :class:`AnamnesisIndex`.
+    Introduced in {ref}`chap-zero-shot`.
+    """
+    for name, m in (("unlearned", unlearned), ("retrained", retrained), ("original", original)):
+        _check_model(m, name)
+    _labelled(relearn_data, "relearn_data")
+    xv, yv = _labelled(forget_val, "forget_val")
+    original_accuracy = evaluate(original, LabelledData(xv, yv), device=device).accuracy
+    target = relearn_target(original_accuracy, alpha, mode)
+    kwargs = dict(lr=lr, batch_size=batch_size, max_steps=max_steps, seed=seed, device=device)
+    r_u = relearn_steps(unlearned, relearn_data, (xv, yv), target, **kwargs)
+    r_s = relearn_steps(retrained, relearn_data, (xv, yv), target, **kwargs)
+    if r_s.steps is None:
+        value, status = float("nan"), "retrained never relearned"
+    elif r_s.steps == 0:
+        value, status = float("nan"), "retrained at target without relearning"
+    elif r_u.steps is None:
+        value, status = float("inf"), "unlearned never relearned"
+    else:
+        value, status = r_u.steps / r_s.steps, "ok"
+    return AnamnesisIndex(value, status, r_u, r_s, float(original_accuracy), float(target), float(alpha), mode)
