@@ -438,3 +438,58 @@ def random_forget_split(
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=gen)
     return ForgetSplit(forget=perm[:count].sort().values, retain=perm[count:].sort().values)
+
+
+# ------------------------------------------------------------------ generated tabular data
+
+
+@lru_cache(maxsize=4)
+def _purchase_like_arrays(n_total: int, num_classes: int, seed: int):
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(seed)
+    num_features, num_groups = 600, 100
+    # every product has a base popularity, and each of 100 shopper groups buys about 5% of
+    # the products much more often; a customer buys each product independently
+    popularity = rng.beta(0.5, 10.0, size=num_features)
+    favourite = rng.random((num_groups, num_features)) < 0.05
+    group_profile = np.clip(popularity + favourite * rng.uniform(0.1, 0.5, size=(num_groups, num_features)),
+                            0.0, 0.95)
+    group = rng.integers(num_groups, size=n_total)
+    x = (rng.random((n_total, num_features)) < group_profile[group]).astype(np.float32)
+    # labels as in SISA's prepare_data.py for Purchase: k-means clusters of the records
+    km = KMeans(n_clusters=num_classes, n_init=4, random_state=seed).fit(x.astype(np.float64))
+    sizes = np.bincount(km.labels_, minlength=num_classes)
+    rank = np.empty(num_classes, dtype=np.int64)
+    rank[np.argsort(-sizes, kind="stable")] = np.arange(num_classes)  # class 0 = largest cluster
+    return x, rank[km.labels_].astype(np.int64)
+
+
+def make_purchase_like(n_train: int = 10_000, n_test: int = 2_000, *, num_classes: int = 2,
+                       seed: int = 0) -> Dataset:
+    """A generated tabular dataset shaped like Purchase, the shopping dataset of SISA's paper.
+
+    The real Purchase data (customers' purchases over 600 product categories) cannot be
+    shipped with the course, so this function **generates** it offline: ``n_train + n_test``
+    customers, each in one of 100 latent shopper groups with its own favourite products, buy
+    each of 600 products or not (binary features, about 6% ones). As
+    SISA's code labels Purchase, the labels are the ``num_classes`` clusters that k-means
+    finds in the records (default 2, the paper's binary task); class 0 is the largest
+    cluster. Inputs have shape ``(N, 1, 1, 600)`` so that :class:`unlearnlib.models.MLP`
+    takes them; the same arguments always give the same dataset.
+    Introduced in {ref}`chap-sisa`.
+    """
+    for name, value in (("n_train", n_train), ("n_test", n_test), ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if n_train + n_test < 10 * num_classes:
+        raise ValueError(f"{n_train + n_test} records are too few for {num_classes} clusters")
+    x, y = _purchase_like_arrays(int(n_train + n_test), int(num_classes), int(seed))
+    x = x.reshape(-1, 1, 1, 600)
+    return _as_dataset("purchase_like", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                       int(num_classes), tuple(f"cluster {c}" for c in range(num_classes)))
+
+
+__all__.append("make_purchase_like")
