@@ -345,8 +345,9 @@ METRICS: dict[str, MetricSpec] = {
 class Comparison:
     """Result of :func:`compare`: ``columns`` (metric keys), ``rows`` (method name to
     metric values, ``None`` where missing), ``reference`` (the retrained model's row name),
-    ``gaps`` (method minus reference, per metric) and ``warnings`` (over-unlearning and
-    collapse). ``str()`` gives the printed table. Introduced in {ref}`chap-evaluation`."""
+    ``gaps`` (method minus reference, per metric), ``warnings`` (over-unlearning and
+    collapse) and ``labels`` (how values that are result objects print themselves, e.g. an
+    anamnesis index that never relearned). ``str()`` gives the printed table. Introduced in {ref}`chap-evaluation`."""
 
     reference: str
     columns: list[str]
@@ -354,6 +355,7 @@ class Comparison:
     gaps: dict[str, dict[str, float | None]]
     warnings: list[str] = field(default_factory=list)
     show_gaps: bool = True
+    labels: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def avg_gap(self, method: str, keys: Sequence[str] | None = None) -> float:
         """Mean absolute gap to the reference over ``keys`` (default: every accuracy and
@@ -373,7 +375,11 @@ class Comparison:
         value = self.rows[method].get(key)
         if value is None:
             return "-"
-        if isinstance(value, float) and math.isinf(value):
+        if (method, key) in self.labels:
+            return self.labels[(method, key)]
+        if math.isnan(value):
+            return "n/a"
+        if math.isinf(value):
             return "never" if value > 0 else "-inf"
         text = format(value, spec.fmt)
         gap = self.gaps[method].get(key)
@@ -407,7 +413,8 @@ def compare(results: Mapping[str, Mapping[str, float]], *, reference: str = "Ret
     """Side-by-side table of methods with the retrained model as the reference.
 
     ``results`` maps a method name to its metrics (e.g. from :func:`evaluate_unlearning`,
-    plus ``'seconds'`` and ``'ain'`` where known), in the order to print; ``reference``
+    plus ``'seconds'`` and ``'ain'`` where known; a value may be an object with ``float()``
+    and a format of its own, such as :class:`AnamnesisIndex`), in the order to print; ``reference``
     names the retrained model's entry, which must be present. ``columns`` picks and orders
     metric keys (default: those of :data:`METRICS` that any row has). Every other row gets
     its gap to the reference (method minus reference).
@@ -441,8 +448,15 @@ def compare(results: Mapping[str, Mapping[str, float]], *, reference: str = "Ret
             raise ValueError(f"no result has the column(s) {missing}; available: {sorted(present)}")
     rows, gaps, warnings = {}, {}, []
     ref = results[reference]
+    labels = {}
     for name, metrics in results.items():
-        rows[name] = {k: (None if metrics.get(k) is None else float(metrics[k])) for k in columns}
+        rows[name] = {}
+        for k in columns:
+            value = metrics.get(k)
+            if value is not None and not isinstance(value, (int, float)):
+                # a result object that formats itself (e.g. an AnamnesisIndex that never relearned)
+                labels[(name, k)] = format(value, METRICS.get(k, MetricSpec(k, k)).fmt)
+            rows[name][k] = None if value is None else float(value)
         gaps[name] = {}
         for k in columns:
             v, r = rows[name][k], ref.get(k)
@@ -461,7 +475,7 @@ def compare(results: Mapping[str, Mapping[str, float]], *, reference: str = "Ret
                 warnings.append(f"{name}: over-unlearning on {spec.label}: {rows[name][k]:{spec.fmt}} is beyond "
                                 f"{reference}'s {float(ref[k]):{spec.fmt}} (gap {gap:+{spec.fmt}})")
     return Comparison(reference=reference, columns=columns, rows=rows, gaps=gaps, warnings=warnings,
-                      show_gaps=show_gaps)
+                      show_gaps=show_gaps, labels=labels)
 
 
 # ------------------------------------------------------------------- anamnesis index

@@ -238,3 +238,21 @@ def test_compare_shows_missing_values_and_never_relearned():
     text = str(table)
     assert "never" in text
     assert table.rows["Original"]["ain"] is None
+
+
+def test_compare_lets_result_objects_format_themselves():
+    class Never:
+        def __float__(self):
+            return float("inf")
+
+        def __format__(self, spec):
+            return ">5.00 (never)"
+
+    res = _results()
+    res["Retrain"]["ain"] = 1.0
+    res["Close"]["ain"] = Never()
+    res["Ascent"]["ain"] = float("nan")
+    table = compare(res, columns=["ain"])
+    text = str(table)
+    assert ">5.00 (never)" in text and "n/a" in text
+    assert table.rows["Close"]["ain"] == float("inf") and table.gaps["Close"]["ain"] is None
