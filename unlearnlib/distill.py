@@ -13,6 +13,11 @@ trained; this module has one piece for each:
 * relation-based knowledge: :func:`rkd_loss`, relational knowledge distillation
   (distance-wise and angle-wise) (Park et al. 2019).
 
+and one trainer for each training scheme: :func:`distill` (offline: a fixed, trained teacher),
+:func:`mutual_distill` (online: peers that teach each other while they train, deep mutual
+learning, Zhang et al. 2018) and :func:`self_distill` (teacher and student share the
+architecture; born-again networks, Furlanello et al. 2018).
+
 Reductions matter. ``torch.nn.functional.kl_div`` with its default ``reduction='mean'``
 divides the summed KL by batch size **times the number of classes** ``C``; the true per-sample
 KL divergence is ``reduction='batchmean'`` (divide by the batch size only). Published
@@ -25,11 +30,16 @@ and offers ``'mean'`` to reproduce those weightings: ``kd_loss(..., reduction='m
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import time
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .data import LabelledData
+from .training import History, _progress_bar, _unpack, fit, get_device, make_optimizer, predict_logits
 
 __all__ = [
     "REDUCTIONS",
@@ -37,6 +47,12 @@ __all__ = [
     "attention_map",
     "attention_loss",
     "ActivationRecorder",
+    "rkd_distance_loss",
+    "rkd_angle_loss",
+    "rkd_loss",
+    "distill",
+    "mutual_distill",
+    "self_distill",
 ]
 
 REDUCTIONS = ("batchmean", "mean", "sum", "none")
@@ -218,3 +234,303 @@ class ActivationRecorder:
             self._captured[slot] = output
 
         return hook
+
+
+# ------------------------------------------------------------------ relation-based knowledge
+
+
+def _embeddings(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if student.ndim < 2 or teacher.ndim < 2:
+        raise ValueError("embeddings must have shape (samples, features, ...)")
+    if student.shape[0] != teacher.shape[0]:
+        raise ValueError(f"batch sizes differ: student {student.shape[0]}, teacher {teacher.shape[0]}")
+    if student.shape[0] < 2:
+        raise ValueError("relations need at least 2 samples in the batch")
+    return student.flatten(1), teacher.flatten(1)
+
+
+def _normalised_distances(e: torch.Tensor) -> torch.Tensor:
+    d = torch.cdist(e, e)
+    n = e.shape[0]
+    # divide by the mean distance over distinct pairs: the relation, not the scale, is kept
+    mean = d.sum() / (n * (n - 1))
+    return d / mean.clamp_min(1e-12)
+
+
+def rkd_distance_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
+    """Distance-wise relational loss (Park et al. 2019): the Huber (smooth L1) difference
+    between the student's and the teacher's matrices of pairwise Euclidean distances within
+    the batch, each divided by its mean distance over distinct pairs.
+
+    Embeddings have shape (N, ...) and are flattened per sample; their widths may differ,
+    since only distances between samples are compared. Introduced in {ref}`chap-distillation`.
+    """
+    s, t = _embeddings(student_emb, teacher_emb)
+    with torch.no_grad():
+        target = _normalised_distances(t.detach())
+    return F.smooth_l1_loss(_normalised_distances(s), target)
+
+
+def _angles(e: torch.Tensor) -> torch.Tensor:
+    # unit vectors e_ij = (e_i - e_j) / ||e_i - e_j||; cosine of the angle at j between i and k
+    diff = F.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2)
+    return torch.bmm(diff, diff.transpose(1, 2))
+
+
+def rkd_angle_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
+    """Angle-wise relational loss (Park et al. 2019): the Huber difference between the cosines
+    of the angles formed by every triplet of samples in the student's and in the teacher's
+    embedding. Costs $O(N^3)$ memory in the batch size $N$. Introduced in
+    {ref}`chap-distillation`.
+    """
+    s, t = _embeddings(student_emb, teacher_emb)
+    with torch.no_grad():
+        target = _angles(t.detach())
+    return F.smooth_l1_loss(_angles(s), target)
+
+
+def rkd_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor, *,
+             distance_weight: float = 25.0, angle_weight: float = 50.0) -> torch.Tensor:
+    """Relational knowledge distillation: ``distance_weight`` times :func:`rkd_distance_loss`
+    plus ``angle_weight`` times :func:`rkd_angle_loss` (the weights 25 and 50 of Park et al.
+    2019). The teacher's relations are targets: no gradient flows into the teacher.
+    Introduced in {ref}`chap-distillation`.
+    """
+    if distance_weight < 0 or angle_weight < 0:
+        raise ValueError("distance_weight and angle_weight must be non-negative")
+    loss = student_emb.new_zeros(())
+    if distance_weight:
+        loss = loss + distance_weight * rkd_distance_loss(student_emb, teacher_emb)
+    if angle_weight:
+        loss = loss + angle_weight * rkd_angle_loss(student_emb, teacher_emb)
+    return loss
+
+
+# ------------------------------------------------------------------------------- trainers
+
+
+def _check_mix(temperature: float, alpha: float, beta: float = 0.0, gamma: float = 0.0) -> None:
+    if not float(temperature) > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if beta < 0:
+        raise ValueError(f"beta must be non-negative, got {beta}")
+    if gamma < 0:
+        raise ValueError(f"gamma must be non-negative, got {gamma}")
+
+
+def _layer_names(model: nn.Module, names, role: str) -> tuple[str, ...]:
+    if names is None:
+        names = getattr(model, "feature_layers", ())
+        if not names:
+            raise ValueError(f"the {role} lists no feature_layers; name the layers for attention transfer")
+    if isinstance(names, str):
+        names = (names,)
+    return tuple(names)
+
+
+def distill(teacher: nn.Module, student: nn.Module, data, *, epochs: int = 5, lr: float = 1e-3,
+            batch_size: int = 64, optimizer: str | torch.optim.Optimizer = "adam",
+            weight_decay: float = 0.0, temperature: float = 4.0, alpha: float = 0.9,
+            beta: float = 0.0, student_layers: Sequence[str] | None = None,
+            teacher_layers: Sequence[str] | None = None, p: float = 2.0, gamma: float = 0.0,
+            seed: int | None = None, device: str | torch.device | None = None,
+            progress: bool | None = None, desc: str = "distill") -> History:
+    r"""Offline knowledge distillation: train ``student`` in place to imitate a fixed ``teacher``.
+
+    Per mini-batch with inputs $x$, labels $y$, student logits $z_s$ and teacher logits $z_t$
+    the loss is
+
+    $(1-\alpha)\,\mathrm{CE}(z_s, y) + \alpha\,$ :func:`kd_loss` $(z_s, z_t; T)
+    + \beta\,$ :func:`attention_loss` $+ \gamma\,$ :func:`rkd_loss` $(z_s, z_t)$
+
+    with ``alpha`` $\alpha\in[0,1]$ (0: labels only, 1: teacher only, labels unused),
+    ``temperature`` $T$, ``beta`` $\beta\ge0$ the weight of attention transfer between
+    ``student_layers`` and ``teacher_layers`` (paired in order; each defaults to the model's
+    ``feature_layers``; their spatial sizes must agree) and ``gamma`` $\gamma\ge0$ the weight
+    of the relational loss on the logits. The teacher stays in evaluation mode and is never
+    updated. Without attention transfer its logits are computed once for the whole data set
+    (the teacher is fixed, so this equals a forward pass per batch, at a fraction of the
+    cost). Mini-batches are drawn as in :func:`~unlearnlib.training.fit` (same ``seed``
+    semantics). Returns a :class:`~unlearnlib.training.History` of the mean total loss.
+    Introduced in {ref}`chap-distillation`.
+    """
+    _check_mix(temperature, alpha, beta, gamma)
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    x, y = _unpack(data)
+    dev = get_device(device)
+    teacher.to(dev)
+    student.to(dev)
+    x, y = x.to(dev), y.to(dev)
+    n = y.shape[0]
+    use_attention = beta > 0
+    if use_attention:
+        s_layers = _layer_names(student, student_layers, "student")
+        t_layers = _layer_names(teacher, teacher_layers, "teacher")
+        if len(s_layers) != len(t_layers):
+            raise ValueError(f"{len(s_layers)} student layers but {len(t_layers)} teacher layers")
+        teacher_logits = None
+    else:
+        teacher_logits = predict_logits(teacher, x, device=dev).to(dev)
+    # in evaluation mode: a training-mode probe would move BatchNorm statistics
+    classes_t = predict_logits(teacher, x[:1], device=dev).shape[1]
+    classes_s = predict_logits(student, x[:1], device=dev).shape[1]
+    if classes_t != classes_s:
+        raise ValueError(f"teacher has {classes_t} classes but student has {classes_s}")
+    opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(
+        student, optimizer, lr=lr, weight_decay=weight_decay)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    gen = torch.Generator().manual_seed(seed)
+    history = History()
+    start = time.perf_counter()
+    bar = _progress_bar(epochs, desc, progress)
+    was_training = teacher.training
+    teacher.eval()
+    student.train()
+    with contextlib.ExitStack() as stack:
+        # the teacher's mode and the hooks are restored even if training fails
+        stack.callback(teacher.train, was_training)
+        if bar is not None:
+            stack.callback(bar.close)
+        if use_attention:
+            rec_s = stack.enter_context(ActivationRecorder(student, s_layers))
+            rec_t = stack.enter_context(ActivationRecorder(teacher, t_layers))
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=gen).to(dev)
+            total = torch.zeros((), device=dev)
+            for first in range(0, n, batch_size):
+                batch = order[first:first + batch_size]
+                xb = x[batch]
+                z_s = student(xb)
+                if use_attention:
+                    with torch.no_grad():
+                        z_t = teacher(xb)
+                        t_acts = rec_t.outputs
+                else:
+                    z_t = teacher_logits[batch]
+                loss = alpha * kd_loss(z_s, z_t, temperature=temperature)
+                if alpha < 1:
+                    loss = loss + (1 - alpha) * F.cross_entropy(z_s, y[batch])
+                if use_attention:
+                    loss = loss + beta * attention_loss(rec_s.outputs, t_acts, p)
+                if gamma > 0:
+                    loss = loss + gamma * rkd_loss(z_s, z_t)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                # accumulated on the device: no .item() (GPU synchronisation) per step
+                total += loss.detach() * batch.shape[0]
+                history.steps += 1
+            history.epoch_loss.append(total.item() / n)
+            if bar is not None:
+                bar.set_postfix(loss=f"{history.epoch_loss[-1]:.4f}")
+                bar.update()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def mutual_distill(models: Sequence[nn.Module], data, *, epochs: int = 5, lr: float = 1e-3,
+                   batch_size: int = 64, temperature: float = 1.0, alpha: float = 0.5,
+                   weight_decay: float = 0.0, seed: int | None = None,
+                   device: str | torch.device | None = None, progress: bool | None = None,
+                   desc: str = "mutual") -> list[History]:
+    r"""Online distillation by deep mutual learning (Zhang et al. 2018): ``models`` (at least
+    two peers, none of them trained beforehand) train at the same time on the same
+    mini-batches, each imitating the others.
+
+    Model $k$ minimises $(1-\alpha)\,\mathrm{CE}(z_k, y) + \alpha\,\frac{1}{K-1}\sum_{j\ne k}$
+    :func:`kd_loss` $(z_k, z_j; T)$, where the peers' logits $z_j$ are taken from the same
+    forward pass and treated as constants. ``alpha=0.5``, ``temperature=1`` is the original
+    method (CE plus the mean KL, up to a factor 2). Each model has its own Adam optimiser;
+    all are updated once per mini-batch. Returns one
+    :class:`~unlearnlib.training.History` per model (its mean total loss per epoch).
+    Introduced in {ref}`chap-distillation`.
+    """
+    models = list(models)
+    if len(models) < 2:
+        raise ValueError(f"mutual distillation needs at least 2 models, got {len(models)}")
+    _check_mix(temperature, alpha)
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    x, y = _unpack(data)
+    dev = get_device(device)
+    x, y = x.to(dev), y.to(dev)
+    n, k_models = y.shape[0], len(models)
+    opts = []
+    for model in models:
+        model.to(dev).train()
+        opts.append(make_optimizer(model, "adam", lr=lr, weight_decay=weight_decay))
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    gen = torch.Generator().manual_seed(seed)
+    histories = [History() for _ in models]
+    start = time.perf_counter()
+    bar = _progress_bar(epochs, desc, progress)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen).to(dev)
+        totals = torch.zeros(k_models, device=dev)
+        for first in range(0, n, batch_size):
+            batch = order[first:first + batch_size]
+            logits = [model(x[batch]) for model in models]
+            targets = [z.detach() for z in logits]
+            for k, (z, opt) in enumerate(zip(logits, opts)):
+                peers = [kd_loss(z, targets[j], temperature=temperature) for j in range(k_models) if j != k]
+                loss = (1 - alpha) * F.cross_entropy(z, y[batch]) + alpha * torch.stack(peers).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                totals[k] += loss.detach() * batch.shape[0]
+            for h in histories:
+                h.steps += 1
+        for h, total in zip(histories, (totals / n).tolist()):
+            h.epoch_loss.append(total)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - start
+    for h in histories:
+        h.seconds = seconds
+    return histories
+
+
+def self_distill(make_model: Callable[[], nn.Module], data, *, generations: int = 2,
+                 epochs: int = 5, lr: float = 1e-3, batch_size: int = 64,
+                 temperature: float = 4.0, alpha: float = 0.9, seed: int | None = None,
+                 device: str | torch.device | None = None,
+                 progress: bool | None = None) -> list[nn.Module]:
+    r"""Self-distillation by born-again networks (Furlanello et al. 2018): teacher and student
+    have the **same** architecture. Generation 0 is trained on the labels with
+    :func:`~unlearnlib.training.fit`; generation $g \ge 1$ is a fresh ``make_model()``
+    distilled from generation $g-1$ with :func:`distill` (``temperature``, ``alpha``). Every
+    generation gets the same ``epochs``; generation $g$ is initialised and shuffled with
+    ``seed + g``. Returns the ``generations + 1`` models, oldest first.
+    Introduced in {ref}`chap-distillation`.
+    """
+    if generations < 0:
+        raise ValueError(f"generations must be >= 0, got {generations}")
+    _check_mix(temperature, alpha)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    dev = get_device(device)
+    models: list[nn.Module] = []
+    for g in range(generations + 1):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + g)
+            model = make_model()
+        if g == 0:
+            fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                device=dev, progress=progress, desc="generation 0")
+        else:
+            distill(models[-1], model, data, epochs=epochs, lr=lr, batch_size=batch_size,
+                    temperature=temperature, alpha=alpha, seed=seed + g, device=dev,
+                    progress=progress, desc=f"generation {g}")
+        models.append(model)
+    return models

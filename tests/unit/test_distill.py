@@ -217,3 +217,179 @@ def test_attention_transfer_reduces_the_loss_between_real_networks():
             losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert isinstance(student, nn.Module)
+
+
+# --------------------------------------------------------------- relation-based knowledge
+
+from unlearnlib.distill import distill, mutual_distill, rkd_angle_loss, rkd_distance_loss, rkd_loss, self_distill  # noqa: E402
+from unlearnlib.training import evaluate, fit, predict_proba, seed_everything  # noqa: E402
+
+
+def test_rkd_losses_vanish_for_a_rotated_scaled_shifted_wider_copy():
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(12, 5, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g))
+    # a wider student embedding with the same geometry up to rotation, scale and shift
+    student = 3.0 * torch.cat([teacher, torch.zeros(12, 3)], 1) @ q + 1.5
+    assert rkd_distance_loss(student, teacher).item() < 1e-6
+    assert rkd_angle_loss(student, teacher).item() < 1e-6
+    assert rkd_loss(student, teacher).item() < 1e-4
+    other = torch.randn(12, 8, generator=g)
+    assert rkd_distance_loss(other, teacher).item() > 1e-2
+    assert rkd_angle_loss(other, teacher).item() > 1e-2
+
+
+def test_rkd_distance_loss_by_hand():
+    # teacher: three points on a line at 0, 1, 2 (distances 1, 1, 2; mean 4/3)
+    teacher = torch.tensor([[0.0], [1.0], [2.0]])
+    # student: an equilateral triangle (all distances equal, normalised to 1)
+    student = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]])
+    t = torch.tensor([[0, 1, 2], [1, 0, 1], [2, 1, 0]]) / (4 / 3)
+    s = torch.ones(3, 3) - torch.eye(3)
+    diff = (s - t).abs()
+    huber = torch.where(diff < 1, 0.5 * diff ** 2, diff - 0.5).mean()
+    assert rkd_distance_loss(student, teacher).item() == pytest.approx(huber.item(), rel=1e-5)
+
+
+def test_rkd_trains_the_student_only_and_validates():
+    teacher = torch.randn(6, 4, requires_grad=True)
+    student = torch.randn(6, 4, requires_grad=True)
+    rkd_loss(student, teacher).backward()
+    assert teacher.grad is None and student.grad is not None
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        rkd_loss(torch.randn(4, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="at least 2"):
+        rkd_distance_loss(torch.randn(1, 3), torch.randn(1, 3))
+    with pytest.raises(ValueError, match="non-negative"):
+        rkd_loss(torch.randn(4, 3), torch.randn(4, 3), angle_weight=-1)
+
+
+# ------------------------------------------------------------------------------ trainers
+
+
+def _same_weights(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(digits):
+    seed_everything(0)
+    teacher = build_model("sisa_cnn", digits.input_shape, 10, width=0.5)
+    fit(teacher, digits.train, epochs=6, lr=3e-3, seed=0, device="cpu")
+    return teacher
+
+
+def test_distill_with_alpha_zero_is_training_on_labels(digits, digits_teacher):
+    torch.manual_seed(1)
+    a = build_model("mlp", digits.input_shape, 10)
+    b = build_model("mlp", digits.input_shape, 10)
+    b.load_state_dict(a.state_dict())
+    fit(a, digits.train, epochs=2, seed=3, device="cpu")
+    distill(digits_teacher, b, digits.train, epochs=2, alpha=0.0, seed=3, device="cpu")
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_distill_makes_the_student_imitate_a_fixed_teacher(digits, digits_teacher):
+    before = {k: v.clone() for k, v in digits_teacher.state_dict().items()}
+    digits_teacher.train()
+    torch.manual_seed(2)
+    student = build_model("mlp", digits.input_shape, 10, hidden=(32,))
+    history = distill(digits_teacher, student, digits.train, epochs=8, lr=3e-3, temperature=4.0,
+                      alpha=1.0, seed=0, device="cpu")
+    assert history.epoch_loss[-1] < 0.3 * history.epoch_loss[0]
+    assert history.steps == 8 * -(-len(digits.train) // 64)
+    # the teacher was neither changed nor left in evaluation mode
+    assert all(torch.equal(v, before[k]) for k, v in digits_teacher.state_dict().items())
+    assert digits_teacher.training
+    # with alpha = 1 the labels are never used, yet the student learns the task from the teacher
+    agree = (predict_proba(student, digits.test).argmax(1) == predict_proba(digits_teacher, digits.test).argmax(1))
+    assert agree.float().mean() > 0.9
+    assert evaluate(student, digits.test).accuracy > 0.85
+
+
+def test_distill_with_attention_transfer_aligns_attention_maps(digits, digits_teacher):
+    x = digits.test.x[:200]
+
+    def gap(student):
+        with torch.no_grad(), ActivationRecorder(student, ["conv1", "conv2"]) as rs, \
+                ActivationRecorder(digits_teacher, ["conv1", "conv2"]) as rt:
+            student.eval(), digits_teacher.eval()
+            student(x), digits_teacher(x)
+            return attention_loss(rs.outputs, rt.outputs).item()
+
+    results = {}
+    for beta in (0.0, 250.0):
+        torch.manual_seed(4)
+        student = build_model("lenet5", digits.input_shape, 10, width=0.5)
+        distill(digits_teacher, student, digits.train, epochs=4, lr=3e-3, alpha=0.9, beta=beta,
+                seed=1, device="cpu")
+        results[beta] = gap(student)
+    assert results[250.0] < 0.5 * results[0.0]
+
+
+def test_distill_validation(digits, digits_teacher):
+    student = build_model("mlp", digits.input_shape, 10)
+    with pytest.raises(ValueError, match="alpha"):
+        distill(digits_teacher, student, digits.train, alpha=1.5)
+    with pytest.raises(ValueError, match="temperature"):
+        distill(digits_teacher, student, digits.train, temperature=0)
+    with pytest.raises(ValueError, match="beta"):
+        distill(digits_teacher, student, digits.train, beta=-1)
+    with pytest.raises(ValueError, match="student has 5"):
+        distill(digits_teacher, build_model("mlp", digits.input_shape, 5), digits.train, epochs=1, device="cpu")
+    with pytest.raises(ValueError, match="feature_layers"):
+        distill(digits_teacher, student, digits.train, beta=1.0, epochs=1, device="cpu")
+    lenet = build_model("lenet5", (1, 28, 28), 10)
+    big_teacher = build_model("sisa_cnn", (1, 28, 28), 10, width=0.25)
+    mnist_like = (torch.rand(8, 1, 28, 28), torch.arange(8) % 10)
+    # lenet5's conv2 is 10x10 on 28x28 inputs, sisa_cnn's is 14x14
+    with pytest.raises(ValueError, match="spatial sizes differ"):
+        distill(big_teacher, lenet, mnist_like, beta=1.0, epochs=1, device="cpu")
+
+
+def test_mutual_distill_without_imitation_is_independent_training(digits):
+    data = digits.train.subset(range(400))
+    torch.manual_seed(5)
+    peers = [build_model("mlp", digits.input_shape, 10) for _ in range(2)]
+    copies = [build_model("mlp", digits.input_shape, 10) for _ in range(2)]
+    for p, c in zip(peers, copies):
+        c.load_state_dict(p.state_dict())
+    histories = mutual_distill(peers, data, epochs=2, alpha=0.0, seed=9, device="cpu")
+    assert len(histories) == 2 and len(histories[0].epoch_loss) == 2
+    for p, c in zip(peers, copies):
+        fit(c, data, epochs=2, seed=9, device="cpu")
+        for a, b in zip(p.parameters(), c.parameters()):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_mutual_distill_makes_peers_agree(digits):
+    data = digits.train.subset(range(300))
+
+    def disagreement(alpha):
+        torch.manual_seed(6)
+        peers = [build_model("mlp", digits.input_shape, 10, hidden=(16,)) for _ in range(2)]
+        mutual_distill(peers, data, epochs=15, lr=3e-3, alpha=alpha, seed=2, device="cpu")
+        a, b = (predict_proba(m, digits.test) for m in peers)
+        return (a - b).abs().sum(1).mean().item()
+
+    assert disagreement(0.5) < 0.8 * disagreement(0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        mutual_distill([build_model("mlp", digits.input_shape, 10)], data)
+
+
+def test_self_distill_generations(digits):
+    make = lambda: build_model("mlp", digits.input_shape, 10, hidden=(32,))  # noqa: E731
+    models = self_distill(make, digits.train, generations=1, epochs=4, lr=3e-3, seed=7, device="cpu")
+    assert len(models) == 2 and models[0] is not models[1]
+    # generation 0 is plain training with the given seed
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        reference = make()
+    fit(reference, digits.train, epochs=4, lr=3e-3, seed=7, device="cpu")
+    assert _same_weights(reference, models[0])
+    # generation 1 learned from generation 0
+    agree = (predict_proba(models[0], digits.test).argmax(1) == predict_proba(models[1], digits.test).argmax(1))
+    assert agree.float().mean() > 0.9
+    with pytest.raises(ValueError, match="generations"):
+        self_distill(make, digits.train, generations=-1)
