@@ -52,6 +52,7 @@ __all__ = [
     "relearn_steps",
     "AnamnesisIndex",
     "anamnesis_index",
+    "anamnesis_indices",
 ]
 
 
@@ -695,6 +696,10 @@ def anamnesis_index(unlearned: nn.Module, retrained: nn.Module, original: nn.Mod
     kwargs = dict(lr=lr, batch_size=batch_size, max_steps=max_steps, seed=seed, device=device)
     r_u = relearn_steps(unlearned, relearn_data, (xv, yv), target, **kwargs)
     r_s = relearn_steps(retrained, relearn_data, (xv, yv), target, **kwargs)
+    return _anamnesis_from(r_u, r_s, original_accuracy, target, alpha, mode)
+
+
+def _anamnesis_from(r_u: RelearnResult, r_s: RelearnResult, original_accuracy, target, alpha, mode) -> AnamnesisIndex:
     if r_s.steps is None:
         value, status = float("nan"), "retrained never relearned"
     elif r_s.steps == 0:
@@ -704,3 +709,30 @@ def anamnesis_index(unlearned: nn.Module, retrained: nn.Module, original: nn.Mod
     else:
         value, status = r_u.steps / r_s.steps, "ok"
     return AnamnesisIndex(value, status, r_u, r_s, float(original_accuracy), float(target), float(alpha), mode)
+
+
+def anamnesis_indices(models: Mapping[str, nn.Module], retrained: nn.Module, original: nn.Module, relearn_data,
+                      forget_val, *, alpha: float = 0.05, mode: str = "relative", lr: float = 1e-3,
+                      batch_size: int = 256, max_steps: int = 100, seed: int = 0,
+                      device=None) -> dict[str, AnamnesisIndex]:
+    """:func:`anamnesis_index` of several models against the same retrained model, with the
+    retrained model's relearning run (the common denominator) done once instead of once per
+    model. ``models`` maps names to models (the retrained model itself may be among them:
+    its index is 1 by construction). Same arguments and protocol as :func:`anamnesis_index`;
+    returns a dict from name to :class:`AnamnesisIndex`. Introduced in {ref}`chap-evaluation`.
+    """
+    if not models:
+        raise ValueError("no models given")
+    for name, m in {**models, "retrained": retrained, "original": original}.items():
+        _check_model(m, name)
+    _labelled(relearn_data, "relearn_data")
+    xv, yv = _labelled(forget_val, "forget_val")
+    original_accuracy = evaluate(original, LabelledData(xv, yv), device=device).accuracy
+    target = relearn_target(original_accuracy, alpha, mode)
+    kwargs = dict(lr=lr, batch_size=batch_size, max_steps=max_steps, seed=seed, device=device)
+    r_s = relearn_steps(retrained, relearn_data, (xv, yv), target, **kwargs)
+    out = {}
+    for name, model in models.items():
+        r_u = r_s if model is retrained else relearn_steps(model, relearn_data, (xv, yv), target, **kwargs)
+        out[name] = _anamnesis_from(r_u, r_s, original_accuracy, target, alpha, mode)
+    return out

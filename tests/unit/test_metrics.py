@@ -256,3 +256,22 @@ def test_compare_lets_result_objects_format_themselves():
     text = str(table)
     assert ">5.00 (never)" in text and "n/a" in text
     assert table.rows["Close"]["ain"] == float("inf") and table.gaps["Close"]["ain"] is None
+
+
+def test_anamnesis_indices_match_one_call_per_model(trained_mlp, digits):
+    split = class_forget_split(digits, 3)
+    seed_everything(1)
+    retrained = build_model("mlp", digits.input_shape, 10)
+    fit(retrained, digits.train.subset(split.retain), epochs=4, lr=1e-2, device="cpu")
+    relearn, val = digits.train.subset(split.forget), digits.test.subset(split.test_forget)
+    models = {"original": trained_mlp, "retrained": retrained, "random": build_model("mlp", digits.input_shape, 10)}
+    batch = metrics.anamnesis_indices(models, retrained, trained_mlp, relearn, val, batch_size=32, max_steps=60, lr=1e-2)
+    for name, model in models.items():
+        single = metrics.anamnesis_index(model, retrained, trained_mlp, relearn, val, batch_size=32, max_steps=60, lr=1e-2)
+        assert batch[name].status == single.status
+        assert batch[name].unlearned.steps == single.unlearned.steps
+        assert batch[name].retrained.steps == single.retrained.steps
+    assert batch["retrained"].value == 1.0
+    assert batch["original"].value < 1.0 or batch["original"].status != "ok"
+    with pytest.raises(ValueError, match="no models"):
+        metrics.anamnesis_indices({}, retrained, trained_mlp, relearn, val)
