@@ -33,7 +33,7 @@ FAST = {
     "neggrad_plus": {"epochs": 1},
     "random_labels": {"epochs": 1},
     "bad_teacher": {"epochs": 1},
-    "fisher": {"max_samples": 32},
+    "fisher": {"max_samples": 32},  # sampled estimator by default
     "amnesiac": {"repair_epochs": 1},
     "unsir": {"noise_per_class": 8, "noise_steps": 3, "retain_per_class": 10},
 }
@@ -224,6 +224,18 @@ def test_fisher_diagonal_matches_a_brute_force_computation():
                 expected[n] += proba[c] * p.grad ** 2 / len(x)
     for n in expected:
         torch.testing.assert_close(fisher[n], expected[n], rtol=1e-5, atol=1e-7)
+
+
+def test_sampled_fisher_is_an_unbiased_estimate_of_the_exact_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 3))
+    x = torch.randn(4, 1, 2, 2)
+    exact = fisher_diagonal(model, x)
+    sampled = fisher_diagonal(model, x.repeat(1000, 1, 1, 1), estimator="sampled", seed=3)
+    for n in exact:
+        torch.testing.assert_close(sampled[n], exact[n], rtol=0.1, atol=2e-3)
+    with pytest.raises(ValueError, match="estimator"):
+        fisher_diagonal(model, x, estimator="empirical")
 
 
 def test_fisher_noise_follows_the_authors_rules():

@@ -115,14 +115,17 @@ class UnlearningTask:
     method only what its contract allows.
 
     ``forget``/``retain``: the training samples to forget and to keep; ``classes``: the
-    forget classes (class-wise requests); ``record``: an Amnesiac training record.
-    Introduced in {ref}`chap-baselines`.
+    forget classes (class-wise requests); ``record``: an Amnesiac training record;
+    ``input_shape``: the shape (C, H, W) of one input, which methods that generate their
+    own inputs (the zero-shot methods) receive as their ``input_shape`` option: it describes
+    the data but is not data. Introduced in {ref}`chap-baselines`.
     """
 
     forget: LabelledData | None = None
     retain: LabelledData | None = None
     classes: tuple[int, ...] | None = None
     record: Any = None
+    input_shape: tuple[int, ...] | None = None
 
     @classmethod
     def from_split(cls, dataset: Dataset, split: ForgetSplit, *, record=None) -> "UnlearningTask":
@@ -130,7 +133,7 @@ class UnlearningTask:
         if not isinstance(split, ForgetSplit):
             raise ValueError(f"split must be a ForgetSplit, got {type(split).__name__}")
         return cls(dataset.train.subset(split.forget), dataset.train.subset(split.retain),
-                   tuple(split.classes) or None, record)
+                   tuple(split.classes) or None, record, tuple(dataset.input_shape))
 
 
 def reinitialized_copy(model: nn.Module, *, seed: int = 0) -> nn.Module:
@@ -295,6 +298,9 @@ class UnlearningMethod:
         c = self.contract
         if c.unit == "class" and task.classes is None:
             raise DataContractError(f"{self.name} forgets whole classes only; this task names no forget classes")
+        if "input_shape" in self._defaults and task.input_shape is not None and \
+                (config is None or "input_shape" not in config):
+            config = {**(config or {}), "input_shape": task.input_shape}
         return self(
             model,
             task.forget if c.forget == "samples" else None,

@@ -22,8 +22,8 @@ from .base import num_outputs
 __all__ = ["fisher_diagonal", "classifier_head", "fisher_noise_variance", "fisher_forgetting_model"]
 
 
-def fisher_diagonal(model: nn.Module, data, *, max_samples: int | None = None, chunk_size: int = 64,
-                    seed: int = 0, device=None) -> dict[str, torch.Tensor]:
+def fisher_diagonal(model: nn.Module, data, *, max_samples: int | None = None, chunk_size: int = 256,
+                    estimator: str = "exact", seed: int = 0, device=None) -> dict[str, torch.Tensor]:
     """Diagonal of the (true) Fisher information of ``model`` on ``data``, per parameter.
 
     $F_j = \\frac1n\\sum_{i=1}^{n}\\sum_{c=1}^{C} p_\\theta(c\\mid x_i)\\,
@@ -33,6 +33,11 @@ def fisher_diagonal(model: nn.Module, data, *, max_samples: int | None = None, c
     mini-batch mean gradient is a different, biased quantity). Per-sample gradients come
     from ``torch.func`` (``vmap`` over ``grad``), ``chunk_size`` samples at a time, with
     the model in evaluation mode. ``max_samples`` limits $n$ to a seeded random subset.
+
+    ``estimator='exact'`` sums over all $C$ classes ($C$ per-sample gradients per input, as
+    the authors' code does); ``'sampled'`` draws one class per input from
+    $p_\theta(\cdot\mid x_i)$ (seeded) and uses its squared gradient alone: an unbiased
+    Monte Carlo estimate of the same $F_j$ at $1/C$ of the cost.
     Returns a dict from parameter name to a tensor of its shape (on ``device``).
     Introduced in {ref}`chap-baselines`.
     """
@@ -47,6 +52,8 @@ def fisher_diagonal(model: nn.Module, data, *, max_samples: int | None = None, c
             x = x[torch.randperm(x.shape[0], generator=gen)[:max_samples].sort().values]
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if estimator not in ("exact", "sampled"):
+        raise ValueError(f"estimator must be 'exact' or 'sampled', got {estimator!r}")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(dev)
     was_training = model.training
@@ -58,19 +65,26 @@ def fisher_diagonal(model: nn.Module, data, *, max_samples: int | None = None, c
         out = functional_call(model, (p, buffers), (xi.unsqueeze(0),))
         return (out.log_softmax(dim=1)[0] * onehot).sum()
 
-    per_sample_grad = vmap(grad(log_prob), in_dims=(None, 0, None))
+    same_class_grad = vmap(grad(log_prob), in_dims=(None, 0, None))
+    own_class_grad = vmap(grad(log_prob), in_dims=(None, 0, 0))
     fisher = {k: torch.zeros_like(v) for k, v in params.items()}
+    gen = torch.Generator().manual_seed(seed + 1)
     try:
         for first in range(0, x.shape[0], chunk_size):
             xb = x[first:first + chunk_size].to(dev)
             with torch.no_grad():
                 proba = model(xb).softmax(dim=1)
+            if estimator == "sampled":
+                drawn = torch.multinomial(proba.cpu().double(), 1, generator=gen).squeeze(1)
+                onehots = torch.nn.functional.one_hot(drawn, proba.shape[1]).to(device=dev, dtype=proba.dtype)
+                for k, g in own_class_grad(params, xb, onehots).items():
+                    fisher[k] += g.pow(2).sum(dim=0)
+                continue
             for c in range(proba.shape[1]):
                 onehot = torch.zeros(proba.shape[1], device=dev, dtype=proba.dtype)
                 onehot[c] = 1.0
-                grads = per_sample_grad(params, xb, onehot)
                 weight = proba[:, c]
-                for k, g in grads.items():
+                for k, g in same_class_grad(params, xb, onehot).items():
                     fisher[k] += torch.einsum("n,n...->...", weight, g.pow(2))
     finally:
         model.train(was_training)
@@ -125,7 +139,7 @@ def fisher_forgetting_model(model: nn.Module, *, retain: LabelledData, classes, 
     """Fisher forgetting: estimate the Fisher diagonal on $\\mathcal D_r$, then replace every
     weight by a draw from $\\mathcal N(\\mu, v)$ of :func:`fisher_noise_variance`."""
     fisher = fisher_diagonal(model, retain, max_samples=config["max_samples"], chunk_size=config["chunk_size"],
-                             seed=config["seed"], device=device)
+                             estimator=config["estimator"], seed=config["seed"], device=device)
     head = classifier_head(model, num_outputs(model, retain.x[0]))
     means, variances = fisher_noise_variance(fisher, model, alpha=config["alpha"], head=head,
                                              classes=classes if config["zero_forget_rows"] else None,
