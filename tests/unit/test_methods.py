@@ -371,3 +371,39 @@ def test_retain_subset_and_unsir_forget_the_class(setting, digits):
     assert _forget_test_acc(result.model, digits, split) < 0.3
     assert _retain_test_acc(result.model, digits, split) > 0.75
     assert math.isfinite(result.seconds)
+
+
+# ----------------------------------------------------------------------------- tuning
+
+
+def test_validation_split_holds_out_training_data_only(digits):
+    from unlearnlib.methods.tuning import validation_split
+
+    tuned = validation_split(digits, size=200, seed=0)
+    assert len(tuned.train) == len(digits.train) - 200 and len(tuned.test) == 200
+    # the held-out images are training images, never test images
+    train_rows = {tuple(r.tolist()) for r in digits.train.x.flatten(1)}
+    assert all(tuple(r.tolist()) in train_rows for r in tuned.test.x.flatten(1)[:50])
+    counts = torch.bincount(tuned.test.y, minlength=10)
+    assert counts.min() >= 19 and counts.max() <= 21  # stratified
+    with pytest.raises(ValueError, match="size"):
+        validation_split(digits, size=0)
+
+
+def test_grid_search_ranks_by_gap_to_the_retrained_model(setting, digits):
+    from unlearnlib.methods.tuning import gap_to_reference, grid_search
+    from unlearnlib.metrics import EvaluationData, accuracy_metrics
+
+    model, task, split = setting
+    data = EvaluationData.from_split(digits, split)
+    assert gap_to_reference({"a": 0.5, "b": 1.0}, {"a": 0.7, "b": 1.0, "c": 3}) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="in common"):
+        gap_to_reference({"a": 1.0}, {"b": 1.0})
+    retrained = methods.retrain.run(model, task, config={"epochs": 4, "lr": 1e-2})
+    reference = accuracy_metrics(retrained.model, data)
+    trials = grid_search(METHODS["random_labels"], model, task, data, reference, {"lr": [1e-6, 3e-3]})
+    assert [t.options["lr"] for t in trials] == [3e-3, 1e-6]
+    assert trials[0].gap < trials[1].gap
+    assert trials[1].gap == pytest.approx(gap_to_reference(trials[1].metrics, reference))
+    with pytest.raises(ValueError, match="empty"):
+        grid_search(METHODS["fine_tune"], model, task, data, reference, {})
