@@ -31,7 +31,7 @@ RANDOM_FRACTION = 0.1
 # its value in DEFAULTS.
 GRIDS = {
     "fine_tune": {"epochs": [1, 2, 3], "lr": [1e-3, 3e-3]},
-    "gradient_ascent": {"lr": [3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3], "epochs": [1, 2]},
+    "gradient_ascent": {"lr": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], "epochs": [1, 2], "freeze_batchnorm": [True, False]},
     "neggrad_plus": {"alpha": [0.5, 0.8, 0.9, 0.95], "lr": [1e-4, 3e-4, 1e-3]},
     "random_labels": {"epochs": [1, 2], "lr": [1e-4, 3e-4, 1e-3]},
     "bad_teacher": {"lr": [3e-5, 1e-4, 3e-4, 1e-3], "epochs": [1, 2]},

@@ -407,3 +407,15 @@ def test_grid_search_ranks_by_gap_to_the_retrained_model(setting, digits):
     assert trials[1].gap == pytest.approx(gap_to_reference(trials[1].metrics, reference))
     with pytest.raises(ValueError, match="empty"):
         grid_search(METHODS["fine_tune"], model, task, data, reference, {})
+
+
+def test_freeze_batchnorm_keeps_running_statistics(digits):
+    seed_everything(0)
+    model = build_model("allcnn", digits.input_shape, 10, width=0.0625)
+    fit(model, digits.train, epochs=1, device="cpu")
+    forget = digits.train.subset(torch.nonzero(digits.train.y == FORGET_CLASS).flatten())
+    stats = lambda m: torch.cat([b.flatten() for n, b in m.named_buffers() if "running" in n])
+    frozen = methods.gradient_ascent(model, forget, config={"lr": 1e-12, "freeze_batchnorm": True})
+    drifting = methods.gradient_ascent(model, forget, config={"lr": 1e-12, "freeze_batchnorm": False})
+    assert torch.equal(stats(frozen.model), stats(model))
+    assert not torch.allclose(stats(drifting.model), stats(model))

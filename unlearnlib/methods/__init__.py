@@ -39,6 +39,7 @@ from .bad_teacher import bad_teacher_model
 from .base import (
     DataContract,
     DataContractError,
+    FreezeBatchNorm,
     UnlearningMethod,
     UnlearningResult,
     UnlearningTask,
@@ -58,7 +59,7 @@ from .fisher import fisher_forgetting_model
 from .unsir import unsir_model
 
 __all__ = [
-    "DataContract", "DataContractError", "UnlearningMethod", "UnlearningResult", "UnlearningTask",
+    "DataContract", "DataContractError", "FreezeBatchNorm", "UnlearningMethod", "UnlearningResult", "UnlearningTask",
     "AmnesiacRecorder", "AmnesiacRecord", "expected_sensitive_batch_share", "random_other_labels",
     "reinitialized_copy", "num_outputs", "DEFAULTS", "RANDOM_OVERRIDES", "TRAINING_RECIPE", "MODEL",
     "defaults_for", "METHODS", "get_method",

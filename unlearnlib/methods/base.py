@@ -37,6 +37,7 @@ __all__ = [
     "UnlearningMethod",
     "reinitialized_copy",
     "num_outputs",
+    "FreezeBatchNorm",
 ]
 
 
@@ -152,6 +153,26 @@ def reinitialized_copy(model: nn.Module, *, seed: int = 0) -> nn.Module:
         for module in resettable:
             module.reset_parameters()
     return fresh
+
+
+class FreezeBatchNorm:
+    """Training hook for :func:`~unlearnlib.training.fit` that keeps every batch-norm layer in
+    evaluation mode: it normalises with, and does not update, its running statistics (its
+    scale and shift still train).
+
+    Needed when a method trains on batches that are not representative of the data, such as
+    gradient ascent on the forget set alone: in training mode, every such batch would pull
+    the running means and variances towards one class and damage the model on all the
+    others, even at a learning rate of zero. Introduced in {ref}`chap-baselines`.
+    """
+
+    def before_step(self, step: int, batch: torch.Tensor, model: nn.Module) -> None:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+    def after_step(self, step: int, batch: torch.Tensor, model: nn.Module) -> None:
+        pass
 
 
 @torch.no_grad()

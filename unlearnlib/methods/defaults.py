@@ -30,7 +30,8 @@ MODEL = ("allcnn", {"width": 0.125})
 DEFAULTS: dict[str, dict] = {
     "retrain": {**TRAINING_RECIPE, "weight_decay": 0.0, "seed": 0, "model_factory": None},
     "fine_tune": {"epochs": 2, "lr": 1e-3, "batch_size": 64, "optimizer": "adam", "seed": 0},
-    "gradient_ascent": {"epochs": 1, "lr": 1e-4, "batch_size": 64, "optimizer": "adam", "seed": 0},
+    "gradient_ascent": {"epochs": 1, "lr": 1e-4, "batch_size": 64, "optimizer": "adam", "freeze_batchnorm": True,
+                        "seed": 0},
     "neggrad_plus": {"alpha": 0.9, "epochs": 1, "lr": 1e-3, "batch_size": 64, "forget_batch_size": 64,
                      "optimizer": "adam", "seed": 0},
     "random_labels": {"epochs": 1, "lr": 1e-3, "batch_size": 64, "optimizer": "adam", "exclude_true": True,

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from ..data import LabelledData
 from ..training import fit, make_optimizer
-from .base import num_outputs, reinitialized_copy
+from .base import FreezeBatchNorm, num_outputs, reinitialized_copy
 
 __all__ = ["retrain_model", "fine_tune_model", "gradient_ascent_model", "neggrad_plus_model",
            "random_labels_model", "random_other_labels"]
@@ -48,16 +48,21 @@ def _negative_cross_entropy(logits, y):
 
 
 def gradient_ascent_model(model: nn.Module, *, forget: LabelledData, config, device, **_):
-    """Maximise the cross-entropy on $\\mathcal D_f$ (gradient descent on its negative)."""
+    """Maximise the cross-entropy on $\\mathcal D_f$ (gradient descent on its negative).
+    With ``freeze_batchnorm`` the batch-norm statistics are kept as they are
+    (:class:`~unlearnlib.methods.base.FreezeBatchNorm`): batches of forget samples only
+    would otherwise drag them towards the forget data."""
+    hooks = [FreezeBatchNorm()] if config["freeze_batchnorm"] else []
     history = fit(model, forget, loss_fn=_negative_cross_entropy, device=device, desc="gradient ascent",
-                  **_fit_kwargs(config))
+                  hooks=hooks, **_fit_kwargs(config))
     return model, {"steps": history.steps, "final_forget_loss": -history.epoch_loss[-1]}
 
 
 def neggrad_plus_model(model: nn.Module, *, forget: LabelledData, retain: LabelledData, config, device, **_):
     """NegGrad+: minimise $\\alpha\\,\\mathcal L(\\mathcal D_r) - (1-\\alpha)\\,\\mathcal L(\\mathcal D_f)$
-    on pairs of mini-batches, one from each set. An epoch is one pass over $\\mathcal D_r$;
-    forget batches are drawn from fresh permutations of $\\mathcal D_f$ as needed."""
+    on pairs of mini-batches, one from each set, passed through the model together. An epoch
+    is one pass over $\\mathcal D_r$; forget batches are drawn from fresh permutations of
+    $\\mathcal D_f$ as needed."""
     alpha = float(config["alpha"])
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
@@ -78,8 +83,11 @@ def neggrad_plus_model(model: nn.Module, *, forget: LabelledData, retain: Labell
                 order_f, pos_f = torch.randperm(nf, generator=gen).to(device), 0
             bf = order_f[pos_f:pos_f + fb]
             pos_f += fb
-            loss = alpha * F.cross_entropy(model(xr[br]), yr[br]) \
-                - (1.0 - alpha) * F.cross_entropy(model(xf[bf]), yf[bf])
+            # one forward pass over both batches: batch-norm layers then normalise with, and
+            # track, statistics of a mixed batch rather than of a batch of forget samples only
+            logits = model(torch.cat([xr[br], xf[bf]]))
+            loss = alpha * F.cross_entropy(logits[:len(br)], yr[br]) \
+                - (1.0 - alpha) * F.cross_entropy(logits[len(br):], yf[bf])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
