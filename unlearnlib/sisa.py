@@ -141,7 +141,8 @@ class SISASplit:
     def from_shards(cls, shards, num_slices: int) -> "SISASplit":
         """Cut each shard (a sequence of indices, in training order) into ``num_slices``
         contiguous slices whose sizes differ by at most one; the first ``len % R`` slices get
-        the extra samples, so no sample is left out of every slice."""
+        the extra samples, so no sample is left out of every slice.
+        Introduced in {ref}`chap-sisa`."""
         if isinstance(num_slices, bool) or not isinstance(num_slices, (int, np.integer)) or num_slices < 1:
             raise ValueError(f"num_slices must be a positive integer, got {num_slices!r}")
         out = []
@@ -159,7 +160,8 @@ class SISASplit:
         return len(self.slices[0])
 
     def shard(self, k: int) -> torch.Tensor:
-        """The indices of shard ``k`` in training order (its slices, concatenated)."""
+        """The indices of shard ``k`` in training order (its slices, concatenated).
+        Introduced in {ref}`chap-sisa`."""
         return torch.cat(self.slices[k])
 
     @property
@@ -168,19 +170,20 @@ class SISASplit:
 
     @property
     def slice_sizes(self) -> np.ndarray:
-        """Number of samples per slice, shape (S, R)."""
+        """Number of samples per slice, shape (S, R). Introduced in {ref}`chap-sisa`."""
         return np.array([[len(s) for s in shard] for shard in self.slices], dtype=np.int64)
 
     def order(self) -> torch.Tensor:
         """Every index of the split, shard by shard and slice by slice: the numbering
-        :func:`unlearnlib.sisa_cost.simulate_requests` uses."""
+        :func:`unlearnlib.sisa_cost.simulate_requests` uses. Introduced in {ref}`chap-sisa`."""
         return torch.cat([s for shard in self.slices for s in shard])
 
     def __len__(self) -> int:
         return int(self.slice_sizes.sum())
 
     def locate(self, indices) -> tuple[np.ndarray, np.ndarray]:
-        """Shard and slice of each index; ``ValueError`` for an index not in the split."""
+        """Shard and slice of each index; ``ValueError`` for an index not in the split.
+        Introduced in {ref}`chap-sisa`."""
         idx = _as_index_tensor(indices, "indices").numpy()
         order = self.order().numpy()
         sizes = self.slice_sizes.ravel()
@@ -194,12 +197,14 @@ class SISASplit:
 
     def without(self, indices) -> "SISASplit":
         """The same split with ``indices`` removed from their slices, nothing else moved: the
-        split a model trained from scratch without those samples would use."""
+        split a model trained from scratch without those samples would use.
+        Introduced in {ref}`chap-sisa`."""
         drop = _as_index_tensor(indices, "indices")
         self.locate(drop)  # every index must be in the split
         return SISASplit(tuple(tuple(s[~torch.isin(s, drop)] for s in shard) for shard in self.slices))
 
     def to_lists(self) -> list[list[list[int]]]:
+        """The split as nested lists of ints (JSON-ready). Introduced in {ref}`chap-sisa`."""
         return [[s.tolist() for s in shard] for shard in self.slices]
 
     def __eq__(self, other) -> bool:
@@ -743,23 +748,26 @@ class SISA:
 
     @property
     def stage_epochs(self) -> list[int]:
-        """Epochs of each stage (:func:`unlearnlib.sisa_cost.stage_epochs`)."""
+        """Epochs of each stage (:func:`unlearnlib.sisa_cost.stage_epochs`).
+        Introduced in {ref}`chap-sisa`."""
         return stage_epochs(self.epochs, self.num_slices)
 
     @property
     def split(self) -> SISASplit:
+        """The shards and slices (:class:`SISASplit`). Introduced in {ref}`chap-sisa`."""
         self._require_fitted()
         return self._split
 
     @property
     def deleted(self) -> torch.Tensor:
-        """Sorted indices deleted so far."""
+        """Sorted indices deleted so far. Introduced in {ref}`chap-sisa`."""
         self._require_fitted()
         return torch.from_numpy(np.flatnonzero(self._deleted))
 
     @property
     def constituents(self) -> list[nn.Module]:
-        """The $S$ constituent models, in shard order, in evaluation mode."""
+        """The $S$ constituent models, in shard order, in evaluation mode.
+        Introduced in {ref}`chap-sisa`."""
         self._require_ready()
         for k in range(self.num_shards):
             if self._models[k] is None:
@@ -769,17 +777,19 @@ class SISA:
         return list(self._models)
 
     def retained_sizes(self) -> np.ndarray:
-        """Number of surviving samples per shard and slice, shape (S, R)."""
+        """Number of surviving samples per shard and slice, shape (S, R).
+        Introduced in {ref}`chap-sisa`."""
         self._require_fitted()
         return np.array([[int((~self._deleted[s.numpy()]).sum()) for s in shard]
                          for shard in self._split.slices], dtype=np.int64)
 
     def storage_bytes(self) -> int:
-        """Bytes SISA keeps on disk: checkpoints, split and deletions."""
+        """Bytes SISA keeps on disk: checkpoints, split and deletions.
+        Introduced in {ref}`chap-sisa`."""
         return sum(p.stat().st_size for p in self.checkpoint_dir.rglob("*") if p.is_file())
 
     def locate(self, indices) -> tuple[np.ndarray, np.ndarray]:
-        """Shard and slice of each training index."""
+        """Shard and slice of each training index. Introduced in {ref}`chap-sisa`."""
         self._require_fitted()
         idx = self._check_request(indices, allow_deleted=True)
         return self._shard_of[idx], self._slice_of[idx]
@@ -1009,7 +1019,8 @@ class SISA:
         return (remaining > 0).astype(float).tolist()
 
     def member_probas(self, x, *, batch_size: int = 1024) -> torch.Tensor:
-        """Every constituent's probabilities on ``x``, stacked: (S, N, C) on the CPU."""
+        """Every constituent's probabilities on ``x``, stacked: (S, N, C) on the CPU.
+        Introduced in {ref}`chap-sisa`."""
         from . import ensemble
 
         return ensemble.member_probas(self.constituents, x, batch_size=batch_size,
