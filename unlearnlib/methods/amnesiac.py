@@ -179,7 +179,7 @@ class AmnesiacRecorder:
 
 def amnesiac_model(model: nn.Module, *, retain: LabelledData | None, record: AmnesiacRecord, config, device, **_):
     """Subtract the recorded updates (times ``scale``), then repair on $\\mathcal D_r$ for
-    ``repair_epochs`` epochs with a fresh optimiser."""
+    ``repair_epochs`` epochs with a fresh optimiser. Introduced in {ref}`chap-baselines`."""
     if not isinstance(record, AmnesiacRecord):
         raise ValueError(f"record must be an AmnesiacRecord (from AmnesiacRecorder.record()), got {type(record).__name__}")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

@@ -30,7 +30,7 @@ def bad_teacher_model(model: nn.Module, *, forget: LabelledData, retain: Labelle
     Both teachers are frozen and in evaluation mode, so their logits are computed once; the
     student is then trained with :func:`~unlearnlib.training.fit`, whose "labels" are the
     positions of the samples in the mixed set (the loss looks up the selected teacher's
-    logits by position)."""
+    logits by position). Introduced in {ref}`chap-baselines`."""
     fraction = float(config["retain_fraction"])
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"retain_fraction must lie in (0, 1], got {fraction}")

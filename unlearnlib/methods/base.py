@@ -42,7 +42,8 @@ __all__ = [
 
 
 class DataContractError(ValueError):
-    """A method was given data its contract forbids, or lacks data it requires."""
+    """A method was given data its contract forbids, or lacks data it requires.
+    Introduced in {ref}`chap-baselines`."""
 
 
 _FORGET = ("samples", "none")
@@ -178,7 +179,7 @@ class FreezeBatchNorm:
 @torch.no_grad()
 def num_outputs(model: nn.Module, example: torch.Tensor) -> int:
     """Number of classes the model predicts, from one forward pass on ``example`` (one
-    input without batch dimension)."""
+    input without batch dimension). Introduced in {ref}`chap-baselines`."""
     was_training = model.training
     model.eval()
     try:

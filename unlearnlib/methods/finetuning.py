@@ -26,7 +26,8 @@ def _fit_kwargs(config, *, prefix=""):
 def retrain_model(model: nn.Module, *, retain: LabelledData, config, device, **_):
     """Train a fresh copy of the architecture from scratch on $\\mathcal D_r$ with the
     training recipe in ``config`` (``model_factory``, if given, builds the fresh model;
-    otherwise every layer of ``model`` is re-initialised with seed ``seed``)."""
+    otherwise every layer of ``model`` is re-initialised with seed ``seed``).
+    Introduced in {ref}`chap-baselines`."""
     factory = config["model_factory"]
     fresh = factory() if factory is not None else reinitialized_copy(model, seed=config["seed"])
     if not isinstance(fresh, nn.Module):
@@ -38,7 +39,7 @@ def retrain_model(model: nn.Module, *, retain: LabelledData, config, device, **_
 
 def fine_tune_model(model: nn.Module, *, retain: LabelledData, config, device, **_):
     """Keep training the original model on $\\mathcal D_r$ only (catastrophic forgetting of
-    $\\mathcal D_f$ is hoped for)."""
+    $\\mathcal D_f$ is hoped for). Introduced in {ref}`chap-baselines`."""
     history = fit(model, retain, device=device, desc="fine-tune", **_fit_kwargs(config))
     return model, {"steps": history.steps}
 
@@ -51,7 +52,7 @@ def gradient_ascent_model(model: nn.Module, *, forget: LabelledData, config, dev
     """Maximise the cross-entropy on $\\mathcal D_f$ (gradient descent on its negative).
     With ``freeze_batchnorm`` the batch-norm statistics are kept as they are
     (:class:`~unlearnlib.methods.base.FreezeBatchNorm`): batches of forget samples only
-    would otherwise drag them towards the forget data."""
+    would otherwise drag them towards the forget data. Introduced in {ref}`chap-baselines`."""
     hooks = [FreezeBatchNorm()] if config["freeze_batchnorm"] else []
     history = fit(model, forget, loss_fn=_negative_cross_entropy, device=device, desc="gradient ascent",
                   hooks=hooks, **_fit_kwargs(config))
@@ -62,7 +63,7 @@ def neggrad_plus_model(model: nn.Module, *, forget: LabelledData, retain: Labell
     """NegGrad+: minimise $\\alpha\\,\\mathcal L(\\mathcal D_r) - (1-\\alpha)\\,\\mathcal L(\\mathcal D_f)$
     on pairs of mini-batches, one from each set, passed through the model together. An epoch
     is one pass over $\\mathcal D_r$; forget batches are drawn from fresh permutations of
-    $\\mathcal D_f$ as needed."""
+    $\\mathcal D_f$ as needed. Introduced in {ref}`chap-baselines`."""
     alpha = float(config["alpha"])
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
@@ -112,7 +113,8 @@ def random_other_labels(labels: torch.Tensor, num_classes: int, *, seed: int = 0
 
 def random_labels_model(model: nn.Module, *, forget: LabelledData, retain: LabelledData, config, device, **_):
     """Train on the modified training set: $\\mathcal D_f$ with random labels together with
-    $\\mathcal D_r$ with its true labels (Graves et al.'s relabelling "unlearning")."""
+    $\\mathcal D_r$ with its true labels (Graves et al.'s relabelling "unlearning").
+    Introduced in {ref}`chap-baselines`."""
     num_classes = num_outputs(model, forget.x[0])
     noisy = random_other_labels(forget.y, num_classes, seed=config["seed"], exclude_true=config["exclude_true"])
     data = LabelledData(torch.cat([forget.x, retain.x]), torch.cat([noisy, retain.y.cpu()]))

@@ -137,7 +137,8 @@ def fisher_noise_variance(fisher: dict[str, torch.Tensor], model: nn.Module, *, 
 
 def fisher_forgetting_model(model: nn.Module, *, retain: LabelledData, classes, config, device, **_):
     """Fisher forgetting: estimate the Fisher diagonal on $\\mathcal D_r$, then replace every
-    weight by a draw from $\\mathcal N(\\mu, v)$ of :func:`fisher_noise_variance`."""
+    weight by a draw from $\\mathcal N(\\mu, v)$ of :func:`fisher_noise_variance`.
+    Introduced in {ref}`chap-baselines`."""
     fisher = fisher_diagonal(model, retain, max_samples=config["max_samples"], chunk_size=config["chunk_size"],
                              estimator=config["estimator"], seed=config["seed"], device=device)
     head = classifier_head(model, num_outputs(model, retain.x[0]))

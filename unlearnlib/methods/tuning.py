@@ -60,7 +60,7 @@ def gap_to_reference(metrics: Mapping[str, float], reference: Mapping[str, float
 @dataclass(frozen=True)
 class Trial:
     """One configuration of :func:`grid_search`: the options varied, the validation
-    metrics, the gap to the retrained model and the wall time."""
+    metrics, the gap to the retrained model and the wall time. Introduced in {ref}`chap-baselines`."""
 
     options: dict[str, Any]
     metrics: dict[str, float]

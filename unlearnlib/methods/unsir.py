@@ -84,7 +84,8 @@ def retain_subset(retain: LabelledData, per_class: int, *, seed: int = 0) -> Lab
 
 
 def unsir_model(model: nn.Module, *, retain: LabelledData, classes, config, device, **_):
-    """Noise, impair (noise and retain subset), repair (retain subset)."""
+    """Noise, impair (noise and retain subset), repair (retain subset).
+    Introduced in {ref}`chap-baselines`."""
     subset = retain_subset(retain, config["retain_per_class"], seed=config["seed"])
     noise_x, noise_y, before, after = error_maximizing_noise(
         model, classes, tuple(retain.x.shape[1:]), per_class=config["noise_per_class"],
