@@ -14,6 +14,9 @@ SANITIZE := tests/nbval_sanitize.cfg
 export PATH := $(BIN):$(PATH)
 export UNLEARNLIB_PROGRESS ?= 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Idle OpenMP threads sleep instead of spinning: same thread count and results, but
+# much faster when the CPU is shared (several kernels, a busy CI runner).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help venv book test unit nbval site lab execute bench clean
 
