@@ -36,6 +36,8 @@ FAST = {
     "fisher": {"max_samples": 32},  # sampled estimator by default
     "amnesiac": {"repair_epochs": 1},
     "unsir": {"noise_per_class": 8, "noise_steps": 3, "retain_per_class": 10},
+    "error_min_max": {"noise_per_class": 4, "noise_steps": 2},
+    "gkt": {"pseudo_batches": 2, "batch_size": 16, "student_steps": 2, "beta": 0.0},  # the MLP has no feature maps
 }
 
 
@@ -76,7 +78,10 @@ def test_every_method_runs_through_the_task_and_leaves_the_input_alone(name, set
     assert result.model is not model and not result.model.training
     assert torch.equal(_weights(model), before), "the original model must not change"
     assert not torch.equal(_weights(result.model), before)
-    assert result.config == {**METHODS[name].defaults, **FAST[name]}
+    expected = {**METHODS[name].defaults, **FAST[name]}
+    if "input_shape" in expected:  # filled from the task
+        expected["input_shape"] = task.input_shape
+    assert result.config == expected
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
@@ -109,7 +114,7 @@ def test_every_data_contract_is_enforced(name, setting):
 
 def test_contract_table():
     zero = {n for n, m in METHODS.items() if m.contract.zero_shot}
-    assert zero <= {"error_min_max", "gkt"}
+    assert zero == {"error_min_max", "gkt"}
     assert METHODS["gradient_ascent"].contract.retain == "none"
     assert METHODS["fisher"].contract.forget == "none"
     assert METHODS["unsir"].contract.forget == "none" and METHODS["unsir"].contract.unit == "class"
@@ -419,3 +424,26 @@ def test_freeze_batchnorm_keeps_running_statistics(digits):
     drifting = methods.gradient_ascent(model, forget, config={"lr": 1e-12, "freeze_batchnorm": False})
     assert torch.equal(stats(frozen.model), stats(model))
     assert not torch.allclose(stats(drifting.model), stats(model))
+
+
+# ------------------------------------------------------------------------- zero-shot
+
+
+def test_zero_shot_wrappers_need_only_class_ids_and_the_input_shape(setting, digits):
+    model, task, split = setting
+    with pytest.raises(ValueError, match="input_shape"):
+        methods.error_min_max(model, classes=[FORGET_CLASS], config=FAST["error_min_max"])
+    direct = methods.error_min_max(model, classes=[FORGET_CLASS],
+                                   config={**FAST["error_min_max"], "input_shape": digits.input_shape})
+    via_task = METHODS["error_min_max"].run(model, task, config=FAST["error_min_max"])
+    assert torch.equal(_weights(direct.model), _weights(via_task.model))
+    assert set(direct.diagnostics["phase_seconds"]) == {"noise", "impair", "repair"}
+    # the wrapper's options are the wrapped function's keywords, with their defaults
+    import inspect
+
+    from unlearnlib import zeroshot
+    signature = inspect.signature(zeroshot.gated_knowledge_transfer).parameters
+    assert METHODS["gkt"].defaults["pseudo_batches"] == signature["pseudo_batches"].default
+    assert METHODS["gkt"].defaults["seed"] == 0
+    with pytest.raises(DataContractError, match="must not see retain data"):
+        methods.gkt(model, retain=task.retain, classes=[FORGET_CLASS])

@@ -57,6 +57,7 @@ from .finetuning import (
 )
 from .fisher import fisher_forgetting_model
 from .unsir import unsir_model
+from .zero_shot import error_min_max_model, gkt_model, zero_shot_defaults
 
 __all__ = [
     "DataContract", "DataContractError", "FreezeBatchNorm", "UnlearningMethod", "UnlearningResult", "UnlearningTask",
@@ -64,7 +65,7 @@ __all__ = [
     "reinitialized_copy", "num_outputs", "DEFAULTS", "RANDOM_OVERRIDES", "TRAINING_RECIPE", "MODEL",
     "defaults_for", "METHODS", "get_method",
     "retrain", "fine_tune", "gradient_ascent", "neggrad_plus", "random_labels", "bad_teacher", "fisher",
-    "amnesiac", "unsir",
+    "amnesiac", "unsir", "error_min_max", "gkt",
 ]
 
 retrain = UnlearningMethod(
@@ -108,9 +109,22 @@ unsir = UnlearningMethod(
     citation="tarun2023fast",
     summary="impair with error-maximising noise of the forget classes, repair on a small retain subset")
 
+error_min_max = UnlearningMethod(
+    "error_min_max", "M-M", error_min_max_model,
+    DataContract(forget="none", retain="none", classes="required", unit="class"), zero_shot_defaults("error_min_max"),
+    citation="chundawat2023zeroshot",
+    summary="zero-shot: impair with error-maximising noise of the forget classes and error-minimising noise of "
+            "the others, repair on the latter (unlearnlib.zeroshot.error_min_max)")
+gkt = UnlearningMethod(
+    "gkt", "GKT", gkt_model,
+    DataContract(forget="none", retain="none", classes="required", unit="class"), zero_shot_defaults("gkt"),
+    citation="chundawat2023zeroshot",
+    summary="zero-shot: distil the original model into a fresh student on generated samples, gated so that "
+            "nothing about the forget classes passes (unlearnlib.zeroshot.gated_knowledge_transfer)")
+
 METHODS: dict[str, UnlearningMethod] = {
     m.name: m for m in (retrain, fine_tune, gradient_ascent, neggrad_plus, random_labels, bad_teacher, fisher,
-                        amnesiac, unsir)
+                        amnesiac, unsir, error_min_max, gkt)
 }
 
 
