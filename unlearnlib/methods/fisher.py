@@ -24,7 +24,7 @@ __all__ = ["fisher_diagonal", "classifier_head", "fisher_noise_variance", "fishe
 
 def fisher_diagonal(model: nn.Module, data, *, max_samples: int | None = None, chunk_size: int = 256,
                     estimator: str = "exact", seed: int = 0, device=None) -> dict[str, torch.Tensor]:
-    """Diagonal of the (true) Fisher information of ``model`` on ``data``, per parameter.
+    r"""Diagonal of the (true) Fisher information of ``model`` on ``data``, per parameter.
 
     $F_j = \\frac1n\\sum_{i=1}^{n}\\sum_{c=1}^{C} p_\\theta(c\\mid x_i)\\,
     \\big(\\partial \\log p_\\theta(c\\mid x_i)/\\partial\\theta_j\\big)^2$: the expectation is
