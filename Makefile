@@ -18,7 +18,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # much faster when the CPU is shared (several kernels, a busy CI runner).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help venv book test unit nbval site lab execute bench clean
+.PHONY: help venv book test unit nbval site lab execute bench zeroshot-long clean
 
 help:
 	@echo "make book     build the course website into _build/html (sets up .venv first)"
@@ -26,6 +26,7 @@ help:
 	@echo "make lab      JupyterLab on the course with the venv's kernel"
 	@echo "make execute  rerun every chapter in place with papermill"
 	@echo "make bench    run the benchmarks in benchmarks/"
+	@echo "make zeroshot-long  the zero-shot chapter's longer run (<= 30 min on 2 CPU cores)"
 
 venv: $(STAMP)
 
@@ -70,6 +71,11 @@ execute: venv
 
 bench: venv
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python "$$b"; done
+
+# The longer run of the zero-shot chapter: writes results/zeroshot_long.csv and
+# results/zeroshot_long_curves.csv, which the chapter reads (commit them).
+zeroshot-long: venv
+	$(BIN)/python scripts/zeroshot_long_run.py
 
 clean:
 	rm -rf _build .pytest_cache
