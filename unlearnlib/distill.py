@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import LabelledData
-from .training import History, _progress_bar, _unpack, fit, get_device, make_optimizer, predict_logits
+from .training import History, _progress_bar, _unpack, check_schedule, fit, get_device, make_optimizer, predict_logits
 
 __all__ = [
     "REDUCTIONS",
@@ -357,10 +357,7 @@ def distill(teacher: nn.Module, student: nn.Module, data, *, epochs: int = 5, lr
     Introduced in {ref}`chap-distillation`.
     """
     _check_mix(temperature, alpha, beta, gamma)
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_schedule(epochs, batch_size)
     x, y = _unpack(data)
     dev = get_device(device)
     teacher.to(dev)
@@ -455,10 +452,7 @@ def mutual_distill(models: Sequence[nn.Module], data, *, epochs: int = 5, lr: fl
     if len(models) < 2:
         raise ValueError(f"mutual distillation needs at least 2 models, got {len(models)}")
     _check_mix(temperature, alpha)
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_schedule(epochs, batch_size)
     x, y = _unpack(data)
     dev = get_device(device)
     x, y = x.to(dev), y.to(dev)

@@ -687,16 +687,9 @@ def anamnesis_index(unlearned: nn.Module, retrained: nn.Module, original: nn.Mod
     "AIN > ...") instead of a normal-looking number. Returns an :class:`AnamnesisIndex`.
     Introduced in {ref}`chap-zero-shot`.
     """
-    for name, m in (("unlearned", unlearned), ("retrained", retrained), ("original", original)):
-        _check_model(m, name)
-    _labelled(relearn_data, "relearn_data")
-    xv, yv = _labelled(forget_val, "forget_val")
-    original_accuracy = evaluate(original, LabelledData(xv, yv), device=device).accuracy
-    target = relearn_target(original_accuracy, alpha, mode)
-    kwargs = dict(lr=lr, batch_size=batch_size, max_steps=max_steps, seed=seed, device=device)
-    r_u = relearn_steps(unlearned, relearn_data, (xv, yv), target, **kwargs)
-    r_s = relearn_steps(retrained, relearn_data, (xv, yv), target, **kwargs)
-    return _anamnesis_from(r_u, r_s, original_accuracy, target, alpha, mode)
+    return anamnesis_indices({"unlearned": unlearned}, retrained, original, relearn_data, forget_val,
+                             alpha=alpha, mode=mode, lr=lr, batch_size=batch_size, max_steps=max_steps,
+                             seed=seed, device=device)["unlearned"]
 
 
 def _anamnesis_from(r_u: RelearnResult, r_s: RelearnResult, original_accuracy, target, alpha, mode) -> AnamnesisIndex:

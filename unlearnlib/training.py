@@ -26,6 +26,7 @@ __all__ = [
     "PROGRESS_ENV",
     "DEVICE_ENV",
     "get_device",
+    "check_schedule",
     "seed_everything",
     "progress_enabled",
     "TrainingHook",
@@ -160,6 +161,15 @@ def make_optimizer(model: nn.Module, name: str = "adam", *, lr: float = 1e-3,
     raise ValueError(f"unknown optimizer {name!r}; choose 'adam', 'sgd' or 'sgd_plain'")
 
 
+
+def check_schedule(epochs: int, batch_size: int) -> None:
+    """Raise a ValueError naming the problem if ``epochs`` < 0 or ``batch_size`` < 1; shared by
+    every trainer. Introduced in {ref}`chap-background`."""
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
 def fit(
     model: nn.Module,
     data,
@@ -184,10 +194,7 @@ def fit(
     PyTorch's global generator, which :func:`seed_everything` fixes). The loss defaults to
     cross-entropy. Returns a :class:`History`. Introduced in {ref}`chap-background`.
     """
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_schedule(epochs, batch_size)
     x, y = _unpack(data)
     dev = get_device(device)
     model.to(dev)
