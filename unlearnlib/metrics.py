@@ -42,6 +42,7 @@ __all__ = [
     "zrf_score_legacy",
     "activation_distance",
     "evaluate_unlearning",
+    "measure_methods",
     "MetricSpec",
     "METRICS",
     "Comparison",
@@ -290,6 +291,50 @@ def evaluate_unlearning(model: nn.Module, data: EvaluationData, *, mia: Sequence
     if retrained is not None:
         out["activation_distance"] = activation_distance(model, retrained, data.forget, device=device)
     return out
+
+
+
+def measure_methods(models: Mapping[str, nn.Module], data: EvaluationData, *, retrained: str = "Retrain",
+                    original: str = "Original", seconds: Mapping[str, float] | None = None,
+                    ain_max_steps: int = 100, ain_lr: float = 1e-3, seed: int = 0,
+                    device=None) -> dict[str, dict]:
+    """The rows of the deck's comparison table for a class-wise request, ready for
+    :func:`compare`.
+
+    ``models`` maps names to models and must contain the retrained model (key
+    ``retrained``) and the original one (key ``original``). For every model: the four
+    accuracies of :func:`accuracy_metrics`; the entropy attack
+    (:func:`~unlearnlib.attacks.mia_entropy_member_rate`, share of $\\mathcal D_f$ judged
+    member, lower = more forgetting) with an attack model trained on as many retain as test
+    samples, so that it cannot score by always answering "member"; the anamnesis index
+    (:func:`anamnesis_indices`: relearning on ``data.forget``, validated on
+    ``data.test_forget``, budget ``ain_max_steps`` steps of Adam at ``ain_lr``); and, where
+    ``seconds`` has the model's name, its wall time. Rows come in the order retrained,
+    original, then the others as given. Introduced in {ref}`chap-evaluation`.
+    """
+    from . import attacks
+
+    for key, role in ((retrained, "retrained"), (original, "original")):
+        if key not in models:
+            raise ValueError(f"models has no {role} model {key!r}; got {', '.join(models) or 'none'}")
+    if data.test_forget is None:
+        raise ValueError("measure_methods needs a class-wise request (data.test_forget is None): the anamnesis "
+                         "index relearns the forgotten classes")
+    ain = anamnesis_indices(models, retrained=models[retrained], original=models[original],
+                            relearn_data=data.forget, forget_val=data.test_forget, max_steps=ain_max_steps,
+                            lr=ain_lr, seed=seed, device=device)
+    seconds = seconds or {}
+    rows = {}
+    for name in [retrained, original] + [n for n in models if n not in (retrained, original)]:
+        model = models[name]
+        rows[name] = {**accuracy_metrics(model, data, device=device),
+                      "mia_entropy_member_rate": float(attacks.mia_entropy_member_rate(
+                          model, retain=data.retain, test=data.test, forget=data.forget,
+                          max_samples=len(data.test), seed=seed, device=device)),
+                      "ain": ain[name]}
+        if name in seconds:
+            rows[name]["seconds"] = float(seconds[name])
+    return rows
 
 
 # --------------------------------------------------------------------------- compare

@@ -447,3 +447,27 @@ def test_zero_shot_wrappers_need_only_class_ids_and_the_input_shape(setting, dig
     assert METHODS["gkt"].defaults["seed"] == 0
     with pytest.raises(DataContractError, match="must not see retain data"):
         methods.gkt(model, retain=task.retain, classes=[FORGET_CLASS])
+
+
+def test_run_methods_runs_retrain_first_with_each_config(setting):
+    model, task, _ = setting
+    results = methods.run_methods(model, task, ["fine_tune", "retrain", "fisher"],
+                                  configs={n: FAST[n] for n in ("retrain", "fine_tune", "fisher")}, device="cpu")
+    assert list(results) == ["Retrain", "Fine-tune", "Fisher forgetting"]  # retrain once, first
+    assert all(isinstance(r, UnlearningResult) for r in results.values())
+    assert results["Retrain"].config["epochs"] == 1 and results["Fine-tune"].config["epochs"] == 1
+    assert results["Fisher forgetting"].config["max_samples"] == 32
+    # the same call with the same seed gives the same models
+    again = methods.run_methods(model, task, ["fine_tune"], configs={n: FAST[n] for n in ("retrain", "fine_tune")},
+                                device="cpu")
+    assert torch.equal(_weights(again["Fine-tune"].model), _weights(results["Fine-tune"].model))
+
+
+def test_run_methods_bad_inputs(setting):
+    model, task, _ = setting
+    with pytest.raises(ValueError, match="unknown unlearning method.*'finetune'"):
+        methods.run_methods(model, task, ["finetune"])
+    with pytest.raises(ValueError, match="unknown unlearning method.*'fisherr'"):
+        methods.run_methods(model, task, ["fisher"], configs={"fisherr": {}})
+    with pytest.raises(ValueError, match="named twice"):
+        methods.run_methods(model, task, ["fisher", "fisher"])

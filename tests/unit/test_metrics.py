@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from unlearnlib import metrics
+from unlearnlib import attacks, metrics
 from unlearnlib.data import LabelledData, class_forget_split, random_forget_split
 from unlearnlib.metrics import (
     EvaluationData,
@@ -275,3 +275,35 @@ def test_anamnesis_indices_match_one_call_per_model(trained_mlp, digits):
     assert batch["original"].value < 1.0 or batch["original"].status != "ok"
     with pytest.raises(ValueError, match="no models"):
         metrics.anamnesis_indices({}, retrained, trained_mlp, relearn, val)
+
+
+def test_measure_methods_rows_match_the_single_metrics(trained_mlp, digits):
+    split = class_forget_split(digits, 3)
+    seed_everything(1)
+    retrained = build_model("mlp", digits.input_shape, 10)
+    fit(retrained, digits.train.subset(split.retain), epochs=4, lr=1e-2, device="cpu")
+    data = EvaluationData.from_split(digits, split)
+    models = {"Original": trained_mlp, "Other": build_model("mlp", digits.input_shape, 10), "Retrain": retrained}
+    rows = metrics.measure_methods(models, data, seconds={"Retrain": 2.5}, ain_max_steps=30, ain_lr=1e-2)
+    assert list(rows) == ["Retrain", "Original", "Other"]  # the reference first, whatever the input order
+    for name, model in models.items():
+        acc = metrics.accuracy_metrics(model, data)
+        assert {k: rows[name][k] for k in acc} == acc
+        mia = attacks.mia_entropy_member_rate(model, retain=data.retain, test=data.test, forget=data.forget,
+                                              max_samples=len(data.test), seed=0)
+        assert rows[name]["mia_entropy_member_rate"] == float(mia)
+    assert rows["Retrain"]["ain"].value == 1.0 and rows["Retrain"]["seconds"] == 2.5
+    assert "seconds" not in rows["Original"]
+    assert rows["Original"]["forget_test_acc"] > 0.9 and rows["Retrain"]["forget_test_acc"] == 0.0
+    str(compare(rows))  # the rows are what compare() takes
+
+
+def test_measure_methods_bad_inputs(trained_mlp, digits):
+    data = EvaluationData.from_split(digits, class_forget_split(digits, 3))
+    with pytest.raises(ValueError, match="no retrained model 'Retrain'"):
+        metrics.measure_methods({"Original": trained_mlp}, data)
+    with pytest.raises(ValueError, match="no original model 'Original'"):
+        metrics.measure_methods({"Retrain": trained_mlp}, data)
+    random_data = EvaluationData.from_split(digits, random_forget_split(digits, fraction=0.1, seed=0))
+    with pytest.raises(ValueError, match="class-wise request"):
+        metrics.measure_methods({"Retrain": trained_mlp, "Original": trained_mlp}, random_data)

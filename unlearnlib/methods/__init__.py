@@ -63,7 +63,7 @@ __all__ = [
     "DataContract", "DataContractError", "FreezeBatchNorm", "UnlearningMethod", "UnlearningResult", "UnlearningTask",
     "AmnesiacRecorder", "AmnesiacRecord", "expected_sensitive_batch_share", "random_other_labels",
     "reinitialized_copy", "num_outputs", "DEFAULTS", "RANDOM_OVERRIDES", "TRAINING_RECIPE", "MODEL",
-    "defaults_for", "METHODS", "get_method",
+    "defaults_for", "METHODS", "get_method", "run_methods",
     "retrain", "fine_tune", "gradient_ascent", "neggrad_plus", "random_labels", "bad_teacher", "fisher",
     "amnesiac", "unsir", "error_min_max", "gkt",
 ]
@@ -134,3 +134,27 @@ def get_method(name: str) -> UnlearningMethod:
     if name not in METHODS:
         raise ValueError(f"unknown unlearning method {name!r}; choose one of {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def run_methods(model, task: UnlearningTask, names, *, configs=None, device=None) -> dict[str, UnlearningResult]:
+    """Answer one deletion request with the retrained model and every method in ``names``.
+
+    Runs :data:`retrain` first (the reference every table needs), then each method named
+    in ``names`` (keys of :data:`METHODS`; ``'retrain'`` there is not run twice) on
+    ``task`` through :meth:`UnlearningMethod.run`, so each sees only what its contract
+    allows. ``configs`` maps method names to configuration overrides (for example
+    ``{'retrain': {'epochs': 1}}``). Returns the results keyed by the methods' titles, in
+    run order. Introduced in {ref}`chap-evaluation`.
+    """
+    names = list(names)
+    configs = dict(configs or {})
+    unknown = sorted({n for n in [*names, *configs] if n not in METHODS})
+    if unknown:
+        raise ValueError(f"unknown unlearning method(s) {unknown}; choose from {', '.join(METHODS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a method is named twice in {names}")
+    results = {}
+    for name in ["retrain"] + [n for n in names if n != "retrain"]:
+        method = METHODS[name]
+        results[method.title] = method.run(model, task, config=configs.get(name), device=device)
+    return results
