@@ -3,7 +3,8 @@
 import pytest
 
 from unlearnlib.metrics import AnamnesisIndex, RelearnResult
-from unlearnlib.published import DECK_CIFAR10_ALLCNN, DECK_MNIST_AIN, DECK_MNIST_ALLCNN, deck_side_by_side
+from unlearnlib.published import (DECK_CIFAR10_ALLCNN, DECK_MNIST_AIN, DECK_MNIST_ALLCNN, DECK_ZERO_SHOT,
+                                  deck_side_by_side)
 
 
 def _ain(value):
@@ -38,3 +39,19 @@ def test_side_by_side_puts_the_requested_columns_next_to_ours():
 def test_side_by_side_rejects_other_request_sizes():
     with pytest.raises(ValueError, match="one- and two-class"):
         deck_side_by_side({}, 3)
+
+
+def test_zero_shot_tables_are_the_single_source_of_the_deck_numbers():
+    # the deck prints M-M and GKT on CIFAR-10 (All-CNN) in two tables: both copies agree
+    for k, cols in ((1, slice(0, 2)), (2, slice(2, 4))):
+        row = DECK_ZERO_SHOT["cifar10", "allcnn", k]
+        for method in ("Original", "Retrain", "M-M", "GKT"):
+            assert DECK_CIFAR10_ALLCNN[method][cols] == row.accuracy[method]
+    assert DECK_MNIST_ALLCNN["GKT"] == (97.12, 0.0, 96.87, 0.0)
+    assert DECK_MNIST_AIN == {"M-M": (0.31, 0.20), "GKT": (0.65, 0.30)}
+    assert DECK_ZERO_SHOT["mnist", "lenet5", 1].accuracy["M-M"] == (96.96, 99.37)  # M-M fails on LeNet
+    # every row: the retrained model forgets completely and all four methods are present
+    for key, row in DECK_ZERO_SHOT.items():
+        assert set(row.accuracy) == {"Original", "Retrain", "M-M", "GKT"} and set(row.ain) == {"GKT", "M-M"}, key
+        assert row.accuracy["Retrain"][1] == 0.0 and row.accuracy["GKT"][1] == 0.0, key
+    assert {k[0] for k in DECK_ZERO_SHOT} == {"cifar10", "svhn", "mnist"}
