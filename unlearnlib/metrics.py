@@ -293,7 +293,6 @@ def evaluate_unlearning(model: nn.Module, data: EvaluationData, *, mia: Sequence
     return out
 
 
-
 def measure_methods(models: Mapping[str, nn.Module], data: EvaluationData, *, retrained: str = "Retrain",
                     original: str = "Original", seconds: Mapping[str, float] | None = None,
                     ain_max_steps: int = 100, ain_lr: float = 1e-3, seed: int = 0,
