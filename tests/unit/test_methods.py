@@ -10,6 +10,7 @@ from unlearnlib import methods
 from unlearnlib.data import LabelledData, class_forget_split
 from unlearnlib.methods import (
     METHODS,
+    QUICK_CONFIGS,
     AmnesiacRecorder,
     DataContractError,
     UnlearningResult,
@@ -471,3 +472,27 @@ def test_run_methods_bad_inputs(setting):
         methods.run_methods(model, task, ["fisher"], configs={"fisherr": {}})
     with pytest.raises(ValueError, match="named twice"):
         methods.run_methods(model, task, ["fisher", "fisher"])
+
+
+def test_answer_class_request_trains_records_and_runs_every_method(digits):
+    names = ["fine_tune", "amnesiac", "gkt"]
+    seed_everything(0)
+    request = methods.answer_class_request(digits, [FORGET_CLASS], names, model=("mlp", {}), epochs=3,
+                                           configs={"gkt": {"beta": 0.0, "batch_size": 16}}, quick=True,
+                                           device="cpu")
+    assert list(request.runs) == ["Retrain", "Fine-tune", "Amnesiac", "GKT"]
+    assert list(request.models) == ["Original", "Retrain", "Fine-tune", "Amnesiac", "GKT"]
+    assert list(request.seconds) == list(request.models) and request.seconds["Original"] == request.original_seconds
+    assert request.runs["Retrain"].config["epochs"] == 3                      # retrain gets the original's epochs
+    gkt = request.runs["GKT"].config
+    assert gkt["pseudo_batches"] == QUICK_CONFIGS["gkt"]["pseudo_batches"] and gkt["beta"] == 0.0  # both applied
+    assert request.split.forget.numel() == int((digits.train.y == FORGET_CLASS).sum())
+    test_forget = digits.test.subset(request.split.test_forget)
+    assert evaluate(request.original, test_forget, device="cpu").accuracy > 0.8   # the original knows the class
+    assert evaluate(request.runs["Amnesiac"].model, test_forget, device="cpu").accuracy < 0.2  # the record was used
+    seed_everything(0)
+    again = methods.answer_class_request(digits, [FORGET_CLASS], ["fine_tune"], model=("mlp", {}), epochs=3,
+                                         device="cpu")
+    assert torch.equal(_weights(again.original), _weights(request.original))   # one seed call fixes the result
+    with pytest.raises(ValueError, match="11"):
+        methods.answer_class_request(digits, [11], names, model=("mlp", {}), epochs=1, device="cpu")

@@ -34,6 +34,14 @@ Defaults live in :mod:`unlearnlib.methods.defaults` (``DEFAULTS``), with how the
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..data import Dataset, ForgetSplit, class_forget_split
+from ..models import build_model
+from ..training import fit
 from .amnesiac import AmnesiacRecord, AmnesiacRecorder, amnesiac_model, expected_sensitive_batch_share
 from .bad_teacher import bad_teacher_model
 from .base import (
@@ -63,7 +71,8 @@ __all__ = [
     "DataContract", "DataContractError", "FreezeBatchNorm", "UnlearningMethod", "UnlearningResult", "UnlearningTask",
     "AmnesiacRecorder", "AmnesiacRecord", "expected_sensitive_batch_share", "random_other_labels",
     "reinitialized_copy", "num_outputs", "DEFAULTS", "RANDOM_OVERRIDES", "TRAINING_RECIPE", "MODEL",
-    "defaults_for", "METHODS", "get_method", "run_methods",
+    "defaults_for", "METHODS", "get_method", "run_methods", "DECK_METHODS", "QUICK_CONFIGS", "ClassRequest",
+    "answer_class_request",
     "retrain", "fine_tune", "gradient_ascent", "neggrad_plus", "random_labels", "bad_teacher", "fisher",
     "amnesiac", "unsir", "error_min_max", "gkt",
 ]
@@ -158,3 +167,68 @@ def run_methods(model, task: UnlearningTask, names, *, configs=None, device=None
         method = METHODS[name]
         results[method.title] = method.run(model, task, config=configs.get(name), device=device)
     return results
+
+
+#: The eight methods of the deck's comparison table, in its order. Introduced in
+#: {ref}`chap-evaluation`.
+DECK_METHODS = ("fine_tune", "gradient_ascent", "bad_teacher", "fisher", "amnesiac", "unsir", "error_min_max", "gkt")
+
+#: Settings under which each method of :data:`DECK_METHODS` takes a second or two: for smoke
+#: runs and tests, never for results. Introduced in {ref}`chap-evaluation`.
+QUICK_CONFIGS: dict[str, dict] = {
+    "fisher": {"max_samples": 100},
+    "unsir": {"noise_per_class": 8, "retain_per_class": 10},
+    "error_min_max": {"noise_per_class": 4, "noise_steps": 2},
+    "gkt": {"pseudo_batches": 2},
+}
+
+
+@dataclass(frozen=True)
+class ClassRequest:
+    """A class-wise deletion request answered by several methods: the split, the original
+    model and its training time, and the results of :func:`run_methods` keyed by title.
+    Introduced in {ref}`chap-evaluation`."""
+
+    split: ForgetSplit
+    original: nn.Module
+    original_seconds: float
+    runs: dict[str, UnlearningResult]
+
+    @property
+    def models(self) -> dict[str, nn.Module]:
+        """The original model, then every method's model (Retrain first)."""
+        return {"Original": self.original, **{name: run.model for name, run in self.runs.items()}}
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Wall times in the order of :attr:`models`: training for the original, unlearning for the rest."""
+        return {"Original": self.original_seconds, **{name: run.seconds for name, run in self.runs.items()}}
+
+
+def answer_class_request(dataset: Dataset, forget_classes, names=DECK_METHODS, *, model=MODEL,
+                         epochs: int = TRAINING_RECIPE["epochs"], configs=None, quick: bool = False,
+                         seed: int = 0, device=None) -> ClassRequest:
+    """Train an original model on all of ``dataset`` and answer the request to forget
+    ``forget_classes`` with the retrained model and every method in ``names``.
+
+    The original model is ``build_model(model[0], ..., **model[1])`` trained with
+    :data:`TRAINING_RECIPE` for ``epochs`` epochs while an :class:`AmnesiacRecorder` keeps
+    the updates Amnesiac unlearning needs; its initial weights come from torch's global
+    generator, so call :func:`~unlearnlib.training.seed_everything` first. Retrain trains for
+    the same ``epochs``. ``configs`` overrides method settings (as in :func:`run_methods`);
+    ``quick`` lays :data:`QUICK_CONFIGS` over them. Introduced in {ref}`chap-evaluation`.
+    """
+    split = class_forget_split(dataset, forget_classes)
+    recorder = AmnesiacRecorder(split.forget)
+    model_name, model_options = model
+    original = build_model(model_name, dataset.input_shape, dataset.num_classes, **model_options)
+    tic = time.perf_counter()
+    fit(original, dataset.train, hooks=[recorder], seed=seed, device=device, **{**TRAINING_RECIPE, "epochs": epochs})
+    original_seconds = time.perf_counter() - tic
+    configs = dict(configs or {})
+    configs["retrain"] = {"epochs": epochs, **configs.get("retrain", {})}
+    if quick:
+        configs = {n: {**configs.get(n, {}), **QUICK_CONFIGS.get(n, {})} for n in {*configs, *QUICK_CONFIGS}}
+    task = UnlearningTask.from_split(dataset, split, record=recorder.record())
+    runs = run_methods(original, task, names, configs=configs, device=device)
+    return ClassRequest(split, original, original_seconds, runs)
